@@ -1,0 +1,127 @@
+//! The common call: a batch of image-caption pairs in, per sample a raw image map at the model's
+//! input size and raw scores for every token position out, plus a content mask and the method's
+//! resolved parameters.
+use m2ib_clip::{Checkpoint, ClipError, ClipModel, Encoded, TextInput};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Image = 0,
+    Text = 1,
+}
+
+impl Modality {
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Image => "image",
+            Modality::Text => "text",
+        }
+    }
+}
+
+/// Image-caption pairs ready for a model: pixels and padded ids on the model's device.
+pub struct Batch {
+    /// [S, 3, H, W].
+    pub pixels: Tensor,
+    /// [S, L] padded.
+    pub text: TextInput,
+    /// Real token count of each caption.
+    pub lengths: Vec<usize>,
+    /// Per sample and real position: false for start, end and padding tokens.
+    pub content: Vec<Vec<bool>>,
+    /// Per sample: the seed every random draw of a method derives from (runner: DESIGN.md "Seeds").
+    pub seeds: Vec<u64>,
+}
+
+impl Batch {
+    /// `pixels` are [3, H, W] each (CPU or device); captions as tokenized by `ck.tokenizer`.
+    pub fn new(ck: &Checkpoint, pixels: &[Tensor], captions: &[Encoded], seeds: Vec<u64>) -> Batch {
+        assert_eq!(pixels.len(), captions.len());
+        assert_eq!(pixels.len(), seeds.len());
+        let device = ck.model.device();
+        let text = ck.tokenizer.batch(captions, ck.pooling).to_device(device);
+        let special = [ck.tokenizer.start_id, Some(ck.tokenizer.end_id)];
+        let content = captions
+            .iter()
+            .map(|e| e.ids.iter().map(|id| !special.contains(&Some(*id))).collect())
+            .collect();
+        Batch {
+            pixels: Tensor::stack(pixels, 0).to_device(device),
+            text,
+            lengths: captions.iter().map(|e| e.ids.len()).collect(),
+            content,
+            seeds,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seeds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seeds.is_empty()
+    }
+
+    /// Sample `i` alone (text trimmed to its own length).
+    pub fn select(&self, i: usize) -> Batch {
+        let l = self.lengths[i] as i64;
+        let row = |t: &Tensor| t.narrow(0, i as i64, 1).narrow(1, 0, l);
+        Batch {
+            pixels: self.pixels.narrow(0, i as i64, 1),
+            text: TextInput {
+                ids: row(&self.text.ids),
+                attention_mask: row(&self.text.attention_mask),
+                pool_index: self.text.pool_index.narrow(0, i as i64, 1),
+            },
+            lengths: vec![self.lengths[i]],
+            content: vec![self.content[i].clone()],
+            seeds: vec![self.seeds[i]],
+        }
+    }
+
+    /// [S, L] float mask of real (non-padding) positions.
+    pub fn valid_mask(&self) -> Tensor {
+        self.text.attention_mask.to_kind(Kind::Float)
+    }
+
+    pub fn device(&self) -> Device {
+        self.pixels.device()
+    }
+}
+
+/// One sample's explanation.
+#[derive(Debug)]
+pub struct Attribution {
+    /// Raw image map [H, W] at the model's input size, on the CPU. Unnormalised, possibly signed.
+    pub image: Tensor,
+    /// Raw score per real token position (start and end included).
+    pub text: Vec<f32>,
+    /// false for start, end and padding tokens.
+    pub content: Vec<bool>,
+    /// The method's resolved parameters, for the results.
+    pub params: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttributionError {
+    #[error("degenerate_map: {modality} map {reason}")]
+    DegenerateMap { modality: &'static str, reason: String },
+    #[error("invalid parameter `{name}`: {message}")]
+    InvalidParameter { name: String, message: String },
+    #[error(transparent)]
+    Model(#[from] ClipError),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+/// Every method answers the same call with the same shapes; knobs live in the implementor.
+pub trait Attributor: Send + Sync {
+    /// Registry name (`m2ib`, `saliency`, ...).
+    fn name(&self) -> &'static str;
+    /// Resolved parameters, recorded with every result.
+    fn params(&self) -> Value;
+    /// One `Attribution` per sample of the batch, in order.
+    fn attribute(&self, model: &ClipModel, batch: &Batch) -> Result<Vec<Attribution>, AttributionError>;
+}

@@ -1,0 +1,53 @@
+//! `m2ib embed`: the cosine similarity of one image-caption pair.
+use anyhow::Context;
+use clap::Args;
+use m2ib_clip::{cosine, Checkpoint};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// Hugging Face CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub image: PathBuf,
+    #[arg(long)]
+    pub text: String,
+    /// Print JSON with both embeddings.
+    #[arg(long)]
+    pub json: bool,
+    /// `cpu`, `cuda`, `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
+    Ok(match s {
+        "cpu" => tch::Device::Cpu,
+        "cuda" => tch::Device::Cuda(0),
+        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => tch::Device::Cuda(n),
+            None => anyhow::bail!("unknown device `{s}` (cpu, cuda, cuda:N)"),
+        },
+    })
+}
+
+pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
+    let device = parse_device(&args.device)?;
+    let ck = Checkpoint::load(&args.model, device).with_context(|| format!("loading {}", args.model.display()))?;
+    let pixels = ck.image(&args.image)?;
+    let text = ck.caption(&args.text).with_context(|| format!("caption {:?}", args.text))?;
+    let (ie, te) = tch::no_grad(|| (ck.model.image_features(&pixels), ck.model.text_features(&text)));
+    let cos = f64::try_from(cosine(&ie, &te, 1e-8).get(0))?;
+    if args.json {
+        let v = |t: &tch::Tensor| Vec::<f32>::try_from(t.get(0).to_device(tch::Device::Cpu)).unwrap_or_default();
+        let out = serde_json::json!({
+            "model": args.model, "image": args.image, "text": args.text,
+            "cosine": cos, "image_embedding": v(&ie), "text_embedding": v(&te),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{cos:.6}");
+    }
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The `m2ib` binary: parses arguments and calls the library crates; nothing else lives here.
+mod embed;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "m2ib", version, about = "Multi-modal information bottleneck attribution for CLIP-style models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Cosine similarity of an image and a caption under a checkpoint.
+    Embed(embed::EmbedArgs),
+    /// Reproduce a paper table from experiments/<name>.toml.
+    Reproduce {
+        /// Experiment name (table1, table2_grid, sanity, smoke).
+        experiment: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Embed(args) => embed::run(args),
+        Command::Reproduce { experiment } => {
+            anyhow::bail!("`m2ib reproduce {experiment}`: not implemented yet (the runner and report issues land it)")
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! m2ib-data: see DESIGN.md "The house".

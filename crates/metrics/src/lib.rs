@@ -1,0 +1,1 @@
+//! m2ib-metrics: see DESIGN.md "The house".

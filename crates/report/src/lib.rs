@@ -1,0 +1,1 @@
+//! m2ib-report: see DESIGN.md "The house".

@@ -1,0 +1,1 @@
+//! m2ib-runner: see DESIGN.md "The house".

@@ -1,0 +1,36 @@
+# m2ib — every recipe installs libtorch on first use (scripts/setup-libtorch.sh) and builds into
+# $HOME/.cache/m2ib/target-cpu (or target-cuda with M2IB_TORCH=cuda).
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+run := "scripts/with-libtorch.sh"
+m2ib := run + " cargo run -q --release -p m2ib-cli --"
+
+# List recipes.
+default:
+    @just --list
+
+# Install libtorch 2.13.0 into $HOME/.cache/m2ib (idempotent; M2IB_TORCH=cuda for the GPU build).
+setup:
+    scripts/setup-libtorch.sh
+
+# The whole test suite (what CI runs).
+test:
+    {{run}} cargo test --workspace --no-fail-fast
+
+# Build the optimised `m2ib` binary.
+build:
+    {{run}} cargo build --release -p m2ib-cli
+
+# Reproduce a paper table on the embedded default (e.g. `just reproduce table1`).
+reproduce experiment="table1":
+    {{m2ib}} reproduce {{experiment}}
+
+# Cosine similarity of one image and one caption.
+[positional-arguments]
+embed model image text:
+    {{m2ib}} embed --model "$1" --image "$2" --text "$3"
+
+# Any other m2ib command, e.g. `just m2ib attribute --help` (arguments keep their quoting).
+[positional-arguments]
+m2ib *args:
+    {{m2ib}} "$@"
