@@ -34,3 +34,7 @@ embed model image text:
 [positional-arguments]
 m2ib *args:
     {{m2ib}} "$@"
+
+# Benchmarks against the PyTorch reference in the same run (needs the Python venv: ~6 GB, made once).
+bench target="m2ib":
+    {{m2ib}} bench {{target}} --python "$(scripts/python/setup_venv.sh)"

@@ -1,7 +1,8 @@
 //! The common call: a batch of image-caption pairs in, per sample a raw image map at the model's
 //! input size and raw scores for every token position out, plus a content mask and the method's
 //! resolved parameters.
-use m2ib_clip::{Checkpoint, ClipError, ClipModel, Encoded, TextInput};
+use m2ib_clip::tokenizer::text_input;
+use m2ib_clip::{Checkpoint, ClipError, ClipModel, Encoded, Pooling, TextInput};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -38,19 +39,41 @@ pub struct Batch {
 impl Batch {
     /// `pixels` are [3, H, W] each (CPU or device); captions as tokenized by `ck.tokenizer`.
     pub fn new(ck: &Checkpoint, pixels: &[Tensor], captions: &[Encoded], seeds: Vec<u64>) -> Batch {
-        assert_eq!(pixels.len(), captions.len());
+        let rows: Vec<Vec<i64>> = captions.iter().map(|e| e.ids.clone()).collect();
+        let t = &ck.tokenizer;
+        Batch::from_ids(
+            ck.model.device(),
+            pixels,
+            &rows,
+            [t.start_id, Some(t.end_id)],
+            t.pad_id,
+            ck.pooling,
+            seeds,
+        )
+    }
+
+    /// From raw id rows; `special` ids are excluded from the content mask, pooling at the end id.
+    pub fn from_ids(
+        device: Device,
+        pixels: &[Tensor],
+        rows: &[Vec<i64>],
+        special: [Option<i64>; 2],
+        pad_id: i64,
+        pooling: Pooling,
+        seeds: Vec<u64>,
+    ) -> Batch {
+        assert_eq!(pixels.len(), rows.len());
         assert_eq!(pixels.len(), seeds.len());
-        let device = ck.model.device();
-        let text = ck.tokenizer.batch(captions, ck.pooling).to_device(device);
-        let special = [ck.tokenizer.start_id, Some(ck.tokenizer.end_id)];
-        let content = captions
+        let end_id = special[1].expect("an end id");
+        let text = text_input(rows, pad_id, end_id, pooling).to_device(device);
+        let content = rows
             .iter()
-            .map(|e| e.ids.iter().map(|id| !special.contains(&Some(*id))).collect())
+            .map(|r| r.iter().map(|id| !special.contains(&Some(*id))).collect())
             .collect();
         Batch {
             pixels: Tensor::stack(pixels, 0).to_device(device),
             text,
-            lengths: captions.iter().map(|e| e.ids.len()).collect(),
+            lengths: rows.iter().map(Vec::len).collect(),
             content,
             seeds,
         }
@@ -107,7 +130,10 @@ pub struct Attribution {
 #[derive(Debug, thiserror::Error)]
 pub enum AttributionError {
     #[error("degenerate_map: {modality} map {reason}")]
-    DegenerateMap { modality: &'static str, reason: String },
+    DegenerateMap {
+        modality: &'static str,
+        reason: String,
+    },
     #[error("invalid parameter `{name}`: {message}")]
     InvalidParameter { name: String, message: String },
     #[error(transparent)]
@@ -123,5 +149,9 @@ pub trait Attributor: Send + Sync {
     /// Resolved parameters, recorded with every result.
     fn params(&self) -> Value;
     /// One `Attribution` per sample of the batch, in order.
-    fn attribute(&self, model: &ClipModel, batch: &Batch) -> Result<Vec<Attribution>, AttributionError>;
+    fn attribute(
+        &self,
+        model: &ClipModel,
+        batch: &Batch,
+    ) -> Result<Vec<Attribution>, AttributionError>;
 }

@@ -4,6 +4,7 @@
 pub mod attributor;
 pub mod m2ib;
 pub mod normalize;
+pub mod registry;
 
 pub use attributor::{Attribution, AttributionError, Attributor, Batch, Modality};
 pub use m2ib::{Bottleneck, M2ib};

@@ -22,6 +22,7 @@ use tch::{Kind, Tensor};
 
 /// Settings of one modality's bottleneck.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Bottleneck {
     /// Encoder block whose output is bottlenecked (0-based; negative counts from the end).
     pub layer: i64,
@@ -32,6 +33,9 @@ pub struct Bottleneck {
     /// Noise copies per step (the official batch of 10).
     pub copies: i64,
     pub lr: f64,
+    /// Also run the last step's suffix to record its loss (the readout never needs it).
+    #[serde(skip)]
+    pub trace_last_loss: bool,
 }
 
 impl Default for Bottleneck {
@@ -44,6 +48,7 @@ impl Default for Bottleneck {
             steps: 10,
             copies: 10,
             lr: 1.0,
+            trace_last_loss: false,
         }
     }
 }
@@ -68,10 +73,16 @@ impl Bottleneck {
             })
         };
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return bad("beta", format!("must be a finite number >= 0, got {}", self.beta));
+            return bad(
+                "beta",
+                format!("must be a finite number >= 0, got {}", self.beta),
+            );
         }
         if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return bad("sigma", format!("must be a finite number > 0, got {}", self.sigma));
+            return bad(
+                "sigma",
+                format!("must be a finite number > 0, got {}", self.sigma),
+            );
         }
         if self.steps == 0 {
             return bad("steps", "must be at least 1".into());
@@ -151,7 +162,7 @@ pub struct Capacity {
     pub scores: Tensor,
     /// The same per element: [S, T, D].
     pub elements: Tensor,
-    /// Per sample, the loss of every forward pass.
+    /// Per sample, the loss of every forward pass (the last one only with `trace_last_loss`).
     pub losses: Vec<Vec<f64>>,
 }
 
@@ -168,7 +179,8 @@ fn optimise(
     let (n, t, d) = h.size3()?;
     let b = s.copies;
     let device = h.device();
-    let mut alpha = Tensor::full([n, t, d], ALPHA_INIT, (Kind::Float, device)).set_requires_grad(true);
+    let mut alpha =
+        Tensor::full([n, t, d], ALPHA_INIT, (Kind::Float, device)).set_requires_grad(true);
     let mut adam = Adam::new(&alpha, s.lr);
     // Elements per sample in the KL mean: real positions x features.
     let count = valid.sum_dim_intlist(&[1i64][..], false, Kind::Float) * d as f64;
@@ -177,35 +189,66 @@ fn optimise(
     let mut losses = vec![Vec::with_capacity(s.steps); n as usize];
     for step in 0..s.steps {
         let lam = alpha.sigmoid();
+        let kl = capacity(&lam, h, s.sigma);
+        let last = step + 1 == s.steps;
+        if last && !s.trace_last_loss {
+            // Readout from the last forward: only the capacity is needed, not the suffix.
+            let elements = kl.detach() * valid3;
+            let scores = elements.sum_dim_intlist(&[2i64][..], false, Kind::Float);
+            return Ok(Capacity {
+                scores,
+                elements,
+                losses,
+            });
+        }
         let eps = noise(step);
         let lam_b = lam.unsqueeze(1);
-        let z = (&lam_b * h.unsqueeze(1) + one_minus(&lam_b).square().sqrt() * eps * s.sigma).view([n * b, t, d]);
-        let kl = capacity(&lam, h, s.sigma);
+        let z = (&lam_b * h.unsqueeze(1) + one_minus(&lam_b).square().sqrt() * eps * s.sigma)
+            .view([n * b, t, d]);
         let kl_mean = (&kl * &valid3).sum_dim_intlist(&[1i64, 2][..], false, Kind::Float) / &count;
         let emb = suffix(&z)?;
-        let cos = cosine(&emb, &target_rep, COSINE_EPS).view([n, b]).mean_dim(&[1i64][..], false, Kind::Float);
+        let cos = cosine(&emb, &target_rep, COSINE_EPS).view([n, b]).mean_dim(
+            &[1i64][..],
+            false,
+            Kind::Float,
+        );
         let loss = &kl_mean * s.beta - cos;
-        for (i, l) in Vec::<f64>::try_from(loss.to_kind(Kind::Double).to_device(tch::Device::Cpu))?.into_iter().enumerate() {
+        for (i, l) in Vec::<f64>::try_from(loss.to_kind(Kind::Double).to_device(tch::Device::Cpu))?
+            .into_iter()
+            .enumerate()
+        {
             losses[i].push(l);
         }
-        if step + 1 == s.steps {
+        if last {
             // Readout from the last forward; its backward and update would be wasted work.
             let elements = kl.detach() * valid3;
             let scores = elements.sum_dim_intlist(&[2i64][..], false, Kind::Float);
-            return Ok(Capacity { scores, elements, losses });
+            return Ok(Capacity {
+                scores,
+                elements,
+                losses,
+            });
         }
-        let grad = Tensor::run_backward(&[loss.sum(Kind::Float)], &[&alpha], false, false).remove(0);
+        let grad =
+            Tensor::run_backward(&[loss.sum(Kind::Float)], &[&alpha], false, false).remove(0);
         adam.step(&mut alpha, &grad);
     }
     unreachable!("steps >= 1 is validated")
 }
 
 /// Image-side capacity for a batch: [S, 1 + grid^2] (class token included).
-pub fn image_capacity(model: &ClipModel, batch: &Batch, s: &Bottleneck) -> Result<Capacity, AttributionError> {
+pub fn image_capacity(
+    model: &ClipModel,
+    batch: &Batch,
+    s: &Bottleneck,
+) -> Result<Capacity, AttributionError> {
     s.validate()?;
     resolve_layer(s.layer, model.vision_depth())?;
     let (h, target) = tch::no_grad(|| -> Result<_, AttributionError> {
-        Ok((model.image_prefix(&batch.pixels, s.layer)?, model.text_features(&batch.text)))
+        Ok((
+            model.image_prefix(&batch.pixels, s.layer)?,
+            model.text_features(&batch.text),
+        ))
     })?;
     let (n, t, d) = h.size3()?;
     let valid = Tensor::ones([n, t], (Kind::Float, h.device()));
@@ -213,7 +256,13 @@ pub fn image_capacity(model: &ClipModel, batch: &Batch, s: &Bottleneck) -> Resul
         let per: Vec<Tensor> = batch
             .seeds
             .iter()
-            .map(|&seed| seeded_randn(noise_seed(seed, Modality::Image, step), &[s.copies, t, d], h.device()))
+            .map(|&seed| {
+                seeded_randn(
+                    noise_seed(seed, Modality::Image, step),
+                    &[s.copies, t, d],
+                    h.device(),
+                )
+            })
             .collect();
         Tensor::stack(&per, 0)
     };
@@ -222,11 +271,18 @@ pub fn image_capacity(model: &ClipModel, batch: &Batch, s: &Bottleneck) -> Resul
 }
 
 /// Text-side capacity for a batch: [S, L] (padding positions 0).
-pub fn text_capacity(model: &ClipModel, batch: &Batch, s: &Bottleneck) -> Result<Capacity, AttributionError> {
+pub fn text_capacity(
+    model: &ClipModel,
+    batch: &Batch,
+    s: &Bottleneck,
+) -> Result<Capacity, AttributionError> {
     s.validate()?;
     resolve_layer(s.layer, model.text_depth())?;
     let (h, target) = tch::no_grad(|| -> Result<_, AttributionError> {
-        Ok((model.text_prefix(&batch.text, s.layer)?, model.image_features(&batch.pixels)))
+        Ok((
+            model.text_prefix(&batch.text, s.layer)?,
+            model.image_features(&batch.pixels),
+        ))
     })?;
     let (_, l, d) = h.size3()?;
     let valid = batch.valid_mask();
@@ -238,7 +294,11 @@ pub fn text_capacity(model: &ClipModel, batch: &Batch, s: &Bottleneck) -> Result
             .iter()
             .zip(&batch.lengths)
             .map(|(&seed, &len)| {
-                let e = seeded_randn(noise_seed(seed, Modality::Text, step), &[s.copies, len as i64, d], h.device());
+                let e = seeded_randn(
+                    noise_seed(seed, Modality::Text, step),
+                    &[s.copies, len as i64, d],
+                    h.device(),
+                );
                 e.constant_pad_nd([0, 0, 0, l - len as i64])
             })
             .collect();
@@ -261,6 +321,7 @@ pub fn patch_scores_to_map(scores: &Tensor, grid: i64, size: i64) -> Tensor {
 
 /// M2IB for both modalities.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct M2ib {
     pub image: Bottleneck,
     pub text: Bottleneck,
@@ -275,16 +336,22 @@ impl Attributor for M2ib {
         json!({ "image": self.image.params(), "text": self.text.params() })
     }
 
-    fn attribute(&self, model: &ClipModel, batch: &Batch) -> Result<Vec<Attribution>, AttributionError> {
+    fn attribute(
+        &self,
+        model: &ClipModel,
+        batch: &Batch,
+    ) -> Result<Vec<Attribution>, AttributionError> {
         let img = image_capacity(model, batch, &self.image)?;
         let txt = text_capacity(model, batch, &self.text)?;
         let vc = &model.config.vision_config;
-        let maps = patch_scores_to_map(&img.scores, vc.grid(), vc.image_size).to_device(tch::Device::Cpu);
+        let maps =
+            patch_scores_to_map(&img.scores, vc.grid(), vc.image_size).to_device(tch::Device::Cpu);
         let text = txt.scores.to_device(tch::Device::Cpu);
         let params = self.params();
         (0..batch.len())
             .map(|i| {
-                let scores = Vec::<f32>::try_from(text.get(i as i64).narrow(0, 0, batch.lengths[i] as i64))?;
+                let scores =
+                    Vec::<f32>::try_from(text.get(i as i64).narrow(0, 0, batch.lengths[i] as i64))?;
                 Ok(Attribution {
                     image: maps.get(i as i64),
                     text: scores,
@@ -347,29 +414,58 @@ mod tests {
     }
 
     /// A stand-in for the suffix: the mean over tokens, then a fixed projection.
-    fn toy() -> (Tensor, Tensor, impl Fn(&Tensor) -> Result<Tensor, AttributionError>) {
+    fn toy() -> (
+        Tensor,
+        Tensor,
+        impl Fn(&Tensor) -> Result<Tensor, AttributionError>,
+    ) {
         let h = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.1, 1.5, -0.3]).view([1, 3, 2]);
         let target = Tensor::from_slice(&[1.0f32, -0.5, 0.25]).view([1, 3]);
         let w = Tensor::from_slice(&[1.0f32, 0.0, 0.5, 0.0, 1.0, -1.0]).view([3, 2]);
-        (h, target, move |z: &Tensor| Ok(z.mean_dim(&[1i64][..], false, Kind::Float).matmul(&w.tr())))
+        (h, target, move |z: &Tensor| {
+            Ok(z.mean_dim(&[1i64][..], false, Kind::Float).matmul(&w.tr()))
+        })
     }
 
     #[test]
     fn readout_is_the_last_forward_after_steps_minus_one_updates() {
         let (h, target, suffix) = toy();
         let valid = Tensor::ones([1, 3], (Kind::Float, Device::Cpu));
-        let noise = |step: usize| m2ib_clip::rng::seeded_randn(step as i64, &[1, 4, 3, 2], Device::Cpu);
-        let s = |steps| Bottleneck { steps, copies: 4, beta: 0.5, ..Bottleneck::default() };
-        let at5 = capacity(&Tensor::full([1, 3, 2], ALPHA_INIT, (Kind::Float, Device::Cpu)).sigmoid(), &h, 1.0);
+        let noise =
+            |step: usize| m2ib_clip::rng::seeded_randn(step as i64, &[1, 4, 3, 2], Device::Cpu);
+        let s = |steps| Bottleneck {
+            steps,
+            copies: 4,
+            beta: 0.5,
+            trace_last_loss: true,
+            ..Bottleneck::default()
+        };
+        let at5 = capacity(
+            &Tensor::full([1, 3, 2], ALPHA_INIT, (Kind::Float, Device::Cpu)).sigmoid(),
+            &h,
+            1.0,
+        );
         // One step: no update has happened.
         let one = optimise(&h, &valid, &target, &suffix, &noise, &s(1)).unwrap();
         assert!(one.elements.equal(&at5));
         // Two steps: exactly one Adam update, which moves every alpha by about -lr * sign(grad).
         let two = optimise(&h, &valid, &target, &suffix, &noise, &s(2)).unwrap();
-        let at4 = capacity(&Tensor::full([1, 3, 2], 4.0, (Kind::Float, Device::Cpu)).sigmoid(), &h, 1.0);
-        let at6 = capacity(&Tensor::full([1, 3, 2], 6.0, (Kind::Float, Device::Cpu)).sigmoid(), &h, 1.0);
+        let at4 = capacity(
+            &Tensor::full([1, 3, 2], 4.0, (Kind::Float, Device::Cpu)).sigmoid(),
+            &h,
+            1.0,
+        );
+        let at6 = capacity(
+            &Tensor::full([1, 3, 2], 6.0, (Kind::Float, Device::Cpu)).sigmoid(),
+            &h,
+            1.0,
+        );
         let near = |a: &Tensor| (&two.elements - a).abs().le(1e-3);
-        assert!(bool::try_from(near(&at4).logical_or(&near(&at6)).all()).unwrap(), "{}", two.elements);
+        assert!(
+            bool::try_from(near(&at4).logical_or(&near(&at6)).all()).unwrap(),
+            "{}",
+            two.elements
+        );
         assert!(!bool::try_from(near(&at5).all()).unwrap());
         assert_eq!(two.losses[0].len(), 2);
         assert_eq!(two.losses[0][0], one.losses[0][0]);
@@ -380,7 +476,10 @@ mod tests {
         use m2ib_clip::rng::splitmix64;
         let want = (splitmix64(77 ^ (1 << 32) ^ (3 << 40)) & (u64::MAX >> 1)) as i64;
         assert_eq!(noise_seed(77, Modality::Text, 3), want);
-        assert_ne!(noise_seed(77, Modality::Image, 3), noise_seed(77, Modality::Text, 3));
+        assert_ne!(
+            noise_seed(77, Modality::Image, 3),
+            noise_seed(77, Modality::Text, 3)
+        );
     }
 
     #[test]
@@ -388,6 +487,11 @@ mod tests {
         let b = Bottleneck::default().with_var(0.25);
         assert_eq!(b.sigma, 0.5);
         assert_eq!(b.params()["var"], 0.25);
-        assert!(Bottleneck { beta: -1.0, ..Bottleneck::default() }.validate().is_err());
+        assert!(Bottleneck {
+            beta: -1.0,
+            ..Bottleneck::default()
+        }
+        .validate()
+        .is_err());
     }
 }

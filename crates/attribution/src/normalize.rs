@@ -6,7 +6,10 @@ use tch::{Kind, Tensor};
 
 pub const DEGENERATE_RANGE: f64 = 1e-12;
 
-fn check(values: impl Iterator<Item = f64>, modality: &'static str) -> Result<(f64, f64), AttributionError> {
+fn check(
+    values: impl Iterator<Item = f64>,
+    modality: &'static str,
+) -> Result<(f64, f64), AttributionError> {
     let (mut lo, mut hi, mut n) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
     for v in values {
         if !v.is_finite() {
@@ -43,12 +46,22 @@ pub fn normalize_image(map: &Tensor) -> Result<Tensor, AttributionError> {
 
 /// Content-token scores min-max normalised; non-content positions come back as 0.
 pub fn normalize_text(scores: &[f32], content: &[bool]) -> Result<Vec<f32>, AttributionError> {
-    let vals = scores.iter().zip(content).filter(|(_, c)| **c).map(|(v, _)| *v as f64);
+    let vals = scores
+        .iter()
+        .zip(content)
+        .filter(|(_, c)| **c)
+        .map(|(v, _)| *v as f64);
     let (lo, hi) = check(vals, "text")?;
     Ok(scores
         .iter()
         .zip(content)
-        .map(|(v, c)| if *c { ((*v as f64 - lo) / (hi - lo)) as f32 } else { 0.0 })
+        .map(|(v, c)| {
+            if *c {
+                ((*v as f64 - lo) / (hi - lo)) as f32
+            } else {
+                0.0
+            }
+        })
         .collect())
 }
 
@@ -65,7 +78,11 @@ mod tests {
 
     #[test]
     fn text_ignores_special_tokens() {
-        let n = normalize_text(&[100.0, 1.0, 3.0, 2.0, -50.0], &[false, true, true, true, false]).unwrap();
+        let n = normalize_text(
+            &[100.0, 1.0, 3.0, 2.0, -50.0],
+            &[false, true, true, true, false],
+        )
+        .unwrap();
         assert_eq!(n, vec![0.0, 0.0, 1.0, 0.5, 0.0]);
     }
 
@@ -74,7 +91,10 @@ mod tests {
         assert!(normalize_image(&Tensor::ones([3, 3], (Kind::Float, tch::Device::Cpu))).is_err());
         let nan = Tensor::from_slice(&[0.0f32, f32::NAN, 1.0]);
         let e = normalize_image(&nan).unwrap_err().to_string();
-        assert!(e.contains("degenerate_map") && e.contains("non-finite"), "{e}");
+        assert!(
+            e.contains("degenerate_map") && e.contains("non-finite"),
+            "{e}"
+        );
         assert!(normalize_text(&[1.0, 5.0, 1.0], &[false, true, false]).is_err());
         assert!(normalize_text(&[1.0, f32::INFINITY], &[true, true]).is_err());
     }

@@ -27,7 +27,9 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(golden().join("m2ib.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden().join("m2ib.json")).unwrap())
+            .unwrap();
     meta["cases"]
         .as_array()
         .unwrap()
@@ -43,6 +45,7 @@ fn cases() -> Vec<Case> {
                 layer: c["layer"].as_i64().unwrap(),
                 beta: c["beta"].as_f64().unwrap(),
                 sigma: c["sigma"].as_f64().unwrap(),
+                trace_last_loss: true,
                 ..Bottleneck::default()
             },
         })
@@ -52,9 +55,16 @@ fn cases() -> Vec<Case> {
 fn batch(ck: &Checkpoint, pairs: &[(&str, &str, u64)]) -> Batch {
     let pixels: Vec<Tensor> = pairs
         .iter()
-        .map(|(img, _, _)| ck.image(&clip_golden().join("images").join(img)).unwrap().squeeze_dim(0))
+        .map(|(img, _, _)| {
+            ck.image(&clip_golden().join("images").join(img))
+                .unwrap()
+                .squeeze_dim(0)
+        })
         .collect();
-    let enc: Vec<_> = pairs.iter().map(|(_, c, _)| ck.tokenizer.encode(c).unwrap()).collect();
+    let enc: Vec<_> = pairs
+        .iter()
+        .map(|(_, c, _)| ck.tokenizer.encode(c).unwrap())
+        .collect();
     Batch::new(ck, &pixels, &enc, pairs.iter().map(|p| p.2).collect())
 }
 
@@ -65,18 +75,26 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
+    f64::try_from(
+        (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+            .abs()
+            .max(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn matches_the_official_algorithm() {
-    let gold: HashMap<String, Tensor> = Tensor::read_safetensors(golden().join("m2ib.safetensors")).unwrap().into_iter().collect();
+    let gold: HashMap<String, Tensor> = Tensor::read_safetensors(golden().join("m2ib.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect();
     let mut cks: HashMap<String, Checkpoint> = HashMap::new();
     let (mut worst_norm, mut worst_rel, mut worst_loss) = (0f64, 0f64, 0f64);
     for c in cases() {
-        let ck = cks
-            .entry(c.checkpoint.clone())
-            .or_insert_with(|| Checkpoint::load(&clip_golden().join(&c.checkpoint), Device::Cpu).unwrap());
+        let ck = cks.entry(c.checkpoint.clone()).or_insert_with(|| {
+            Checkpoint::load(&clip_golden().join(&c.checkpoint), Device::Cpu).unwrap()
+        });
         let b = batch(ck, &[(&c.image, &c.caption, c.seed)]);
         let cap = if c.modality == 0 {
             image_capacity(&ck.model, &b, &c.setting).unwrap()
@@ -94,9 +112,20 @@ fn matches_the_official_algorithm() {
         };
         let n = max_abs(&norm(&got), &norm(want));
         let losses: Vec<f64> = Vec::try_from(&gold[&format!("{}.losses", c.key)]).unwrap();
-        let l = cap.losses[0].iter().zip(&losses).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        println!("{}: normalised {:.2e}, raw relative {:.2e}, loss trace {:.2e}", c.key, n, rel, l);
-        assert!(n <= 1e-4 && rel <= 1e-5 && l <= 1e-4, "{}: normalised {n:e}, relative {rel:e}, loss {l:e}", c.key);
+        let l = cap.losses[0]
+            .iter()
+            .zip(&losses)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        println!(
+            "{}: normalised {:.2e}, raw relative {:.2e}, loss trace {:.2e}",
+            c.key, n, rel, l
+        );
+        assert!(
+            n <= 1e-4 && rel <= 1e-5 && l <= 1e-4,
+            "{}: normalised {n:e}, relative {rel:e}, loss {l:e}",
+            c.key
+        );
         assert_eq!(cap.losses[0].len(), c.setting.steps);
         worst_norm = worst_norm.max(n);
         worst_rel = worst_rel.max(rel);
@@ -104,12 +133,17 @@ fn matches_the_official_algorithm() {
         if let Some(map) = gold.get(&format!("{}.map", c.key)) {
             let vc = &ck.model.config.vision_config;
             let m = patch_scores_to_map(&cap.scores, vc.grid(), vc.image_size).get(0);
-            let e = max_abs(&normalize_image(&m).unwrap(), &normalize_image(map).unwrap());
+            let e = max_abs(
+                &normalize_image(&m).unwrap(),
+                &normalize_image(map).unwrap(),
+            );
             println!("{}: upsampled map (normalised) {:.2e}", c.key, e);
             assert!(e <= 1e-4);
         }
     }
-    println!("worst: normalised {worst_norm:.2e}, raw relative {worst_rel:.2e}, loss {worst_loss:.2e}");
+    println!(
+        "worst: normalised {worst_norm:.2e}, raw relative {worst_rel:.2e}, loss {worst_loss:.2e}"
+    );
 }
 
 #[test]
@@ -117,7 +151,11 @@ fn batched_equals_one_at_a_time() {
     let ck = Checkpoint::load(&clip_golden().join("ckpt_b"), Device::Cpu).unwrap();
     let pairs = [
         ("tall_300x451.jpg", "a red circle", 33),
-        ("gray_250x180.png", "the purple triangle next to an orange ring", 44),
+        (
+            "gray_250x180.png",
+            "the purple triangle next to an orange ring",
+            44,
+        ),
         ("small_97x61.png", "a zebra and a red cross", 55),
     ];
     let s = Bottleneck {
@@ -128,7 +166,15 @@ fn batched_equals_one_at_a_time() {
     };
     let all = batch(&ck, &pairs);
     let img = image_capacity(&ck.model, &all, &s).unwrap();
-    let txt = text_capacity(&ck.model, &all, &Bottleneck { layer: 0, ..s.clone() }).unwrap();
+    let txt = text_capacity(
+        &ck.model,
+        &all,
+        &Bottleneck {
+            layer: 0,
+            ..s.clone()
+        },
+    )
+    .unwrap();
     // A different composition: the last two, reversed.
     let other = batch(&ck, &[pairs[2], pairs[1]]);
     let img2 = image_capacity(&ck.model, &other, &s).unwrap();
@@ -136,14 +182,29 @@ fn batched_equals_one_at_a_time() {
     for (i, p) in pairs.iter().enumerate() {
         let one = batch(&ck, &[*p]);
         let a = image_capacity(&ck.model, &one, &s).unwrap();
-        let t = text_capacity(&ck.model, &one, &Bottleneck { layer: 0, ..s.clone() }).unwrap();
+        let t = text_capacity(
+            &ck.model,
+            &one,
+            &Bottleneck {
+                layer: 0,
+                ..s.clone()
+            },
+        )
+        .unwrap();
         let ei = rel_err(&img.scores.get(i as i64), &a.scores.get(0));
         let len = one.lengths[0] as i64;
-        let et = rel_err(&txt.scores.get(i as i64).narrow(0, 0, len), &t.scores.get(0));
+        let et = rel_err(
+            &txt.scores.get(i as i64).narrow(0, 0, len),
+            &t.scores.get(0),
+        );
         worst = worst.max(ei).max(et);
-        assert!(ei <= 1e-5 && et <= 1e-5, "sample {i}: image {ei:e}, text {et:e}");
+        assert!(
+            ei <= 1e-5 && et <= 1e-5,
+            "sample {i}: image {ei:e}, text {et:e}"
+        );
     }
-    let e = rel_err(&img2.scores.get(0), &img.scores.get(2)).max(rel_err(&img2.scores.get(1), &img.scores.get(1)));
+    let e = rel_err(&img2.scores.get(0), &img.scores.get(2))
+        .max(rel_err(&img2.scores.get(1), &img.scores.get(1)));
     assert!(e <= 1e-5, "composition changed results by {e:e}");
     println!("batched vs one-at-a-time: worst relative {worst:.2e}; other composition {e:.2e}");
 }

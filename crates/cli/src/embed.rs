@@ -34,13 +34,23 @@ pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    let ck = Checkpoint::load(&args.model, device).with_context(|| format!("loading {}", args.model.display()))?;
+    let ck = Checkpoint::load(&args.model, device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
     let pixels = ck.image(&args.image)?;
-    let text = ck.caption(&args.text).with_context(|| format!("caption {:?}", args.text))?;
-    let (ie, te) = tch::no_grad(|| (ck.model.image_features(&pixels), ck.model.text_features(&text)));
+    let text = ck
+        .caption(&args.text)
+        .with_context(|| format!("caption {:?}", args.text))?;
+    let (ie, te) = tch::no_grad(|| {
+        (
+            ck.model.image_features(&pixels),
+            ck.model.text_features(&text),
+        )
+    });
     let cos = f64::try_from(cosine(&ie, &te, 1e-8).get(0))?;
     if args.json {
-        let v = |t: &tch::Tensor| Vec::<f32>::try_from(t.get(0).to_device(tch::Device::Cpu)).unwrap_or_default();
+        let v = |t: &tch::Tensor| {
+            Vec::<f32>::try_from(t.get(0).to_device(tch::Device::Cpu)).unwrap_or_default()
+        };
         let out = serde_json::json!({
             "model": args.model, "image": args.image, "text": args.text,
             "cosine": cos, "image_embedding": v(&ie), "text_embedding": v(&te),

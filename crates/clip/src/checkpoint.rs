@@ -19,10 +19,15 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let model = ClipModel::load(dir, device)?;
-        let tokenizer = ClipTokenizer::from_file(&dir.join("tokenizer.json"), &model.config.text_config)?;
+        let tokenizer =
+            ClipTokenizer::from_file(&dir.join("tokenizer.json"), &model.config.text_config)?;
         let default = Preprocessor::for_size(model.config.vision_config.image_size as usize);
         let pp = dir.join("preprocessor_config.json");
-        let preprocessor = if pp.exists() { Preprocessor::from_file(&pp, &default)? } else { default };
+        let preprocessor = if pp.exists() {
+            Preprocessor::from_file(&pp, &default)?
+        } else {
+            default
+        };
         Ok(Checkpoint {
             dir: dir.to_path_buf(),
             model,
@@ -35,12 +40,19 @@ impl Checkpoint {
     /// Decoded, preprocessed pixels [1, 3, H, W] on the model's device.
     pub fn image(&self, path: &Path) -> Result<Tensor> {
         let img = decode_image(path)?;
-        Ok(self.preprocessor.preprocess(&img).unsqueeze(0).to_device(self.model.device()))
+        Ok(self
+            .preprocessor
+            .preprocess(&img)
+            .unsqueeze(0)
+            .to_device(self.model.device()))
     }
 
     /// One caption as a batch of one on the model's device.
     pub fn caption(&self, caption: &str) -> Result<TextInput> {
         let enc = self.tokenizer.encode(caption)?;
-        Ok(self.tokenizer.batch(&[enc], self.pooling).to_device(self.model.device()))
+        Ok(self
+            .tokenizer
+            .batch(&[enc], self.pooling)
+            .to_device(self.model.device()))
     }
 }

@@ -137,6 +137,11 @@ fn d_logit_scale() -> f64 {
 }
 
 impl ClipConfig {
+    /// The geometry of `openai/clip-vit-base-patch32` (HF's defaults).
+    pub fn vit_b32() -> Self {
+        serde_json::from_str(r#"{"text_config": {}, "vision_config": {}}"#).expect("defaults")
+    }
+
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
             path: path.to_path_buf(),
@@ -161,7 +166,10 @@ impl ClipConfig {
             ("text_config.num_hidden_layers", t.num_hidden_layers),
             ("text_config.num_attention_heads", t.num_attention_heads),
             ("text_config.vocab_size", t.vocab_size),
-            ("text_config.max_position_embeddings", t.max_position_embeddings),
+            (
+                "text_config.max_position_embeddings",
+                t.max_position_embeddings,
+            ),
             ("vision_config.hidden_size", v.hidden_size),
             ("vision_config.num_hidden_layers", v.num_hidden_layers),
             ("vision_config.num_attention_heads", v.num_attention_heads),

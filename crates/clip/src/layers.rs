@@ -39,7 +39,13 @@ impl LayerNorm {
         }
     }
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), self.eps, false)
+        x.layer_norm(
+            [self.dim],
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+            false,
+        )
     }
 }
 
@@ -64,9 +70,47 @@ impl Attention {
         }
     }
 
+    /// Attention of queries `q_in` [B, Q, D] over keys/values from `kv_in` [B, T, D]; `mask`
+    /// additive, broadcastable to [B, heads, Q, T].
+    pub fn forward_query(&self, q_in: &Tensor, kv_in: &Tensor, mask: Option<&Tensor>) -> Tensor {
+        let (b, t, d) = kv_in.size3().expect("attention input must be [B, T, D]");
+        let nq = q_in.size()[1];
+        let hd = d / self.heads;
+        let q = self
+            .q_proj
+            .forward(q_in)
+            .view([b, nq, self.heads, hd])
+            .transpose(1, 2);
+        let k = self
+            .k_proj
+            .forward(kv_in)
+            .view([b, t, self.heads, hd])
+            .transpose(1, 2);
+        let v = self
+            .v_proj
+            .forward(kv_in)
+            .view([b, t, self.heads, hd])
+            .transpose(1, 2);
+        let mut scores = q.matmul(&k.transpose(-1, -2)) * self.scale;
+        if let Some(m) = mask {
+            scores = scores + m;
+        }
+        let out = scores
+            .softmax(-1, Kind::Float)
+            .matmul(&v)
+            .transpose(1, 2)
+            .reshape([b, nq, d]);
+        self.out_proj.forward(&out)
+    }
+
     /// `mask` is additive, broadcastable to [B, heads, T, T]. Returns the output and, when asked,
     /// the attention probabilities [B, heads, T, T] (part of the autograd graph).
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        want_probs: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let (b, t, d) = x.size3().expect("attention input must be [B, T, D]");
         let hd = d / self.heads;
         let split = |y: Tensor| y.view([b, t, self.heads, hd]).transpose(1, 2);
@@ -120,7 +164,12 @@ impl EncoderLayer {
         }
     }
 
-    pub fn forward(&self, h: &Tensor, mask: Option<&Tensor>, want_probs: bool) -> (Tensor, Option<Tensor>) {
+    pub fn forward(
+        &self,
+        h: &Tensor,
+        mask: Option<&Tensor>,
+        want_probs: bool,
+    ) -> (Tensor, Option<Tensor>) {
         self.forward_observed(h, mask, want_probs, &mut |_| {})
     }
 
@@ -140,6 +189,59 @@ impl EncoderLayer {
         let out = &h + self.mlp.forward(&self.layer_norm2.forward(&h));
         (out, probs)
     }
+}
+
+impl EncoderLayer {
+    /// The block's output at one position per row (`index` [B]), computing queries, the output
+    /// projection and the MLP for that position only: what the last block before pooling needs.
+    /// Keys and values still come from every position. Returns [B, D].
+    pub fn forward_pooled(&self, h: &Tensor, mask: Option<&Tensor>, index: &Tensor) -> Tensor {
+        let (b, t, d) = h.size3().expect("[B, T, D]");
+        let normed = self.layer_norm1.forward(h);
+        let rows = index.view([b, 1, 1]).expand([b, 1, d], false);
+        let q_in = normed.gather(1, &rows, false);
+        let q_mask = mask.map(|m| {
+            let m = m.expand([b, 1, t, t], false);
+            m.gather(
+                2,
+                &index.view([b, 1, 1, 1]).expand([b, 1, 1, t], false),
+                false,
+            )
+        });
+        let h = h.gather(1, &rows, false)
+            + self
+                .self_attn
+                .forward_query(&q_in, &normed, q_mask.as_ref());
+        (&h + self.mlp.forward(&self.layer_norm2.forward(&h))).squeeze_dim(1)
+    }
+}
+
+/// Runs layers `from..` and returns the final hidden state at `index` [B] only ([B, D]); the last
+/// block is computed for that position alone.
+pub fn run_layers_pooled(
+    layers: &[EncoderLayer],
+    h: Tensor,
+    from: usize,
+    mask: Option<&Tensor>,
+    index: &Tensor,
+) -> Tensor {
+    let depth = layers.len();
+    if from >= depth {
+        let (b, _, d) = h.size3().expect("[B, T, D]");
+        return h
+            .gather(1, &index.view([b, 1, 1]).expand([b, 1, d], false), false)
+            .squeeze_dim(1);
+    }
+    let h = run_layers(
+        layers,
+        h,
+        from,
+        depth - 1,
+        mask,
+        TraceRequest::default(),
+        &mut Trace::default(),
+    );
+    layers[depth - 1].forward_pooled(&h, mask, index)
 }
 
 /// What a tower run can record besides its output.

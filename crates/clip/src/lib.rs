@@ -2,6 +2,7 @@
 //! matches `transformers.CLIPModel` (proven by golden files under `tests/golden`). Mirrors
 //! `src/transformers/models/clip/modeling_clip.py` (transformers 5.x, eager attention).
 
+mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod layers;
@@ -11,8 +12,8 @@ pub mod randomize;
 pub mod rng;
 pub mod text;
 pub mod tokenizer;
+pub mod train;
 pub mod vision;
-mod checkpoint;
 
 pub use checkpoint::Checkpoint;
 pub use config::{resolve_layer, Activation, ClipConfig};

@@ -37,9 +37,17 @@ impl ClipModel {
             config.projection_dim,
             false,
         );
-        let text_projection =
-            Linear::new(&(&root / "text_projection"), config.text_config.hidden_size, config.projection_dim, false);
-        let logit_scale = root.var("logit_scale", &[], Init::Const(config.logit_scale_init_value));
+        let text_projection = Linear::new(
+            &(&root / "text_projection"),
+            config.text_config.hidden_size,
+            config.projection_dim,
+            false,
+        );
+        let logit_scale = root.var(
+            "logit_scale",
+            &[],
+            Init::Const(config.logit_scale_init_value),
+        );
         ClipModel {
             config,
             vs,
@@ -114,7 +122,10 @@ impl ClipModel {
     pub fn save_weights(&self, path: &Path) -> Result<()> {
         let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let cpu: Vec<(String, Tensor)> = vars.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+        let cpu: Vec<(String, Tensor)> = vars
+            .into_iter()
+            .map(|(n, t)| (n, t.to_device(Device::Cpu)))
+            .collect();
         Tensor::write_safetensors(&cpu, path).map_err(|e| ClipError::Weights {
             path: PathBuf::from(path),
             message: e.to_string(),
@@ -170,14 +181,12 @@ impl ClipModel {
 
     /// Projected, unnormalised image embeddings (HF `get_image_features`).
     pub fn image_features(&self, pixels: &Tensor) -> Tensor {
-        let (pooled, _) = self.vision.trace(pixels, TraceRequest::default());
-        self.project_image(&pooled)
+        self.project_image(&self.vision.forward(pixels))
     }
 
     /// Projected, unnormalised text embeddings (HF `get_text_features`).
     pub fn text_features(&self, input: &TextInput) -> Tensor {
-        let (pooled, _) = self.text.trace(input, TraceRequest::default());
-        self.project_text(&pooled)
+        self.project_text(&self.text.forward(input))
     }
 
     pub fn image_trace(&self, pixels: &Tensor, req: TraceRequest) -> (Tensor, Trace) {

@@ -25,7 +25,11 @@ pub struct Rgb8 {
 impl Rgb8 {
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Self {
         assert_eq!(data.len(), width * height * 3, "RGB buffer size");
-        Rgb8 { width, height, data }
+        Rgb8 {
+            width,
+            height,
+            data,
+        }
     }
 }
 
@@ -52,7 +56,10 @@ pub fn decode_image(path: &Path) -> Result<Rgb8> {
         .with_guessed_format()
         .map_err(|e| err(e.to_string()))?;
     let format = reader.format();
-    if !matches!(format, Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
+    if !matches!(
+        format,
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
+    ) {
         return Err(err("not a PNG or JPEG image (unrecognised content)".into()));
     }
     let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
@@ -74,7 +81,11 @@ pub fn decode_image(path: &Path) -> Result<Rgb8> {
     reader.no_limits();
     let img = reader.decode().map_err(|e| err(e.to_string()))?;
     let rgb = img.to_rgb8();
-    Ok(Rgb8::new(rgb.width() as usize, rgb.height() as usize, rgb.into_raw()))
+    Ok(Rgb8::new(
+        rgb.width() as usize,
+        rgb.height() as usize,
+        rgb.into_raw(),
+    ))
 }
 
 /// JPEG through libjpeg-turbo's decoder (as vendored by mozjpeg), the library PIL uses, with
@@ -152,7 +163,11 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
         for x in 0..xmax {
             let v = if ww != 0.0 { w[x] / ww } else { w[x] };
             let fixed = v * (1i64 << PRECISION_BITS) as f64;
-            k[xx * ksize + x] = if v < 0.0 { (fixed - 0.5) as i64 } else { (fixed + 0.5) as i64 };
+            k[xx * ksize + x] = if v < 0.0 {
+                (fixed - 0.5) as i64
+            } else {
+                (fixed + 0.5) as i64
+            };
         }
         bounds.push((xmin, xmax));
     }
@@ -271,7 +286,12 @@ impl Preprocessor {
         let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let mut p = default.clone();
         match v.get("size") {
-            Some(Value::Number(n)) => p.shortest_edge = n.as_u64().ok_or_else(|| bad("`size` must be a positive integer".into()))? as usize,
+            Some(Value::Number(n)) => {
+                p.shortest_edge = n
+                    .as_u64()
+                    .ok_or_else(|| bad("`size` must be a positive integer".into()))?
+                    as usize
+            }
             Some(Value::Object(o)) => {
                 if let Some(s) = o.get("shortest_edge").and_then(Value::as_u64) {
                     p.shortest_edge = s as usize;
@@ -284,23 +304,34 @@ impl Preprocessor {
         }
         match v.get("crop_size") {
             Some(Value::Number(n)) => {
-                let c = n.as_u64().ok_or_else(|| bad("`crop_size` must be a positive integer".into()))? as usize;
+                let c = n
+                    .as_u64()
+                    .ok_or_else(|| bad("`crop_size` must be a positive integer".into()))?
+                    as usize;
                 p.crop_height = c;
                 p.crop_width = c;
             }
             Some(Value::Object(o)) => {
                 let get = |k: &str| o.get(k).and_then(Value::as_u64).map(|x| x as usize);
-                p.crop_height = get("height").ok_or_else(|| bad("`crop_size.height` missing".into()))?;
-                p.crop_width = get("width").ok_or_else(|| bad("`crop_size.width` missing".into()))?;
+                p.crop_height =
+                    get("height").ok_or_else(|| bad("`crop_size.height` missing".into()))?;
+                p.crop_width =
+                    get("width").ok_or_else(|| bad("`crop_size.width` missing".into()))?;
             }
             Some(_) => return Err(bad("`crop_size` must be a number or an object".into())),
             None => {}
         }
         let triple = |key: &str, into: &mut [f32; 3]| -> Result<()> {
             if let Some(a) = v.get(key) {
-                let arr = a.as_array().filter(|a| a.len() == 3).ok_or_else(|| bad(format!("`{key}` must be a list of 3 numbers")))?;
+                let arr = a
+                    .as_array()
+                    .filter(|a| a.len() == 3)
+                    .ok_or_else(|| bad(format!("`{key}` must be a list of 3 numbers")))?;
                 for (i, x) in arr.iter().enumerate() {
-                    into[i] = x.as_f64().ok_or_else(|| bad(format!("`{key}` must be a list of 3 numbers")))? as f32;
+                    into[i] = x
+                        .as_f64()
+                        .ok_or_else(|| bad(format!("`{key}` must be a list of 3 numbers")))?
+                        as f32;
                 }
             }
             Ok(())
@@ -348,7 +379,8 @@ impl Preprocessor {
                     continue;
                 }
                 let src = (sy as usize * g.resized_w + sx as usize) * 3;
-                out[(y * g.crop_w + x) * 3..(y * g.crop_w + x) * 3 + 3].copy_from_slice(&resized.data[src..src + 3]);
+                out[(y * g.crop_w + x) * 3..(y * g.crop_w + x) * 3 + 3]
+                    .copy_from_slice(&resized.data[src..src + 3]);
             }
         }
         Rgb8::new(g.crop_w, g.crop_h, out)
@@ -429,8 +461,13 @@ mod tests {
         for (i, o) in [(451, 336), (97, 224), (224, 224), (1000, 7)] {
             let c = precompute_coeffs(i, o);
             for xx in 0..o {
-                let s: i64 = c.k[xx * c.ksize..xx * c.ksize + c.bounds[xx].1].iter().sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= c.bounds[xx].1 as i64, "{i}->{o} at {xx}: {s}");
+                let s: i64 = c.k[xx * c.ksize..xx * c.ksize + c.bounds[xx].1]
+                    .iter()
+                    .sum();
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= c.bounds[xx].1 as i64,
+                    "{i}->{o} at {xx}: {s}"
+                );
             }
         }
     }

@@ -20,32 +20,53 @@ pub struct RandomizationStep {
 }
 
 fn is_norm(name: &str) -> bool {
-    ["layer_norm1.", "layer_norm2.", "pre_layrnorm.", "post_layernorm.", "final_layer_norm."]
-        .iter()
-        .any(|n| name.contains(n))
+    [
+        "layer_norm1.",
+        "layer_norm2.",
+        "pre_layrnorm.",
+        "post_layernorm.",
+        "final_layer_norm.",
+    ]
+    .iter()
+    .any(|n| name.contains(n))
 }
 
 /// The ordered steps for this model.
 pub fn randomization_steps(model: &ClipModel) -> Vec<RandomizationStep> {
     let mut names: Vec<String> = model.vs.variables().into_keys().collect();
     names.sort();
-    let take = |pred: &dyn Fn(&str) -> bool| -> Vec<String> { names.iter().filter(|n| pred(n)).cloned().collect() };
+    let take = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+        names.iter().filter(|n| pred(n)).cloned().collect()
+    };
     let mut steps = vec![
         RandomizationStep {
             name: "projections".into(),
-            params: take(&|n| n.starts_with("visual_projection.") || n.starts_with("text_projection.") || n == "logit_scale"),
+            params: take(&|n| {
+                n.starts_with("visual_projection.")
+                    || n.starts_with("text_projection.")
+                    || n == "logit_scale"
+            }),
         },
         RandomizationStep {
             name: "final_norms".into(),
-            params: take(&|n| n.starts_with("vision_model.post_layernorm.") || n.starts_with("text_model.final_layer_norm.")),
+            params: take(&|n| {
+                n.starts_with("vision_model.post_layernorm.")
+                    || n.starts_with("text_model.final_layer_norm.")
+            }),
         },
     ];
     // Aligned from the top: step `layer -j` holds the j-th last block of each tower.
     let (vd, td) = (model.vision_depth(), model.text_depth());
     for j in 1..=vd.max(td) {
-        let v = vd.checked_sub(j).map(|k| format!("vision_model.encoder.layers.{k}."));
-        let t = td.checked_sub(j).map(|k| format!("text_model.encoder.layers.{k}."));
-        let has = |prefix: &Option<String>, n: &str| prefix.as_ref().is_some_and(|p| n.starts_with(p.as_str()));
+        let v = vd
+            .checked_sub(j)
+            .map(|k| format!("vision_model.encoder.layers.{k}."));
+        let t = td
+            .checked_sub(j)
+            .map(|k| format!("text_model.encoder.layers.{k}."));
+        let has = |prefix: &Option<String>, n: &str| {
+            prefix.as_ref().is_some_and(|p| n.starts_with(p.as_str()))
+        };
         steps.push(RandomizationStep {
             name: format!("layer -{j}"),
             params: take(&|n| has(&v, n) || has(&t, n)),
@@ -54,7 +75,9 @@ pub fn randomization_steps(model: &ClipModel) -> Vec<RandomizationStep> {
     steps.push(RandomizationStep {
         name: "embeddings".into(),
         params: take(&|n| {
-            n.starts_with("vision_model.embeddings.") || n.starts_with("vision_model.pre_layrnorm.") || n.starts_with("text_model.embeddings.")
+            n.starts_with("vision_model.embeddings.")
+                || n.starts_with("vision_model.pre_layrnorm.")
+                || n.starts_with("text_model.embeddings.")
         }),
     });
     steps

@@ -2,7 +2,7 @@
 //! (plus key padding), encoder, `final_layer_norm` on all positions, then pooling at an explicit
 //! per-row `pool_index` (DESIGN.md "Model": perturbations never move it implicitly).
 use crate::config::TextConfig;
-use crate::layers::{run_layers, EncoderLayer, LayerNorm, Trace, TraceRequest};
+use crate::layers::{run_layers, run_layers_pooled, EncoderLayer, LayerNorm, Trace, TraceRequest};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
@@ -41,12 +41,15 @@ impl TextInput {
         let dev = self.ids.device();
         let keys = self.attention_mask.ne(0).view([-1, 1, 1, l]);
         let allowed = if causal {
-            let tri = Tensor::ones([l, l], (Kind::Bool, dev)).tril(0).view([1, 1, l, l]);
+            let tri = Tensor::ones([l, l], (Kind::Bool, dev))
+                .tril(0)
+                .view([1, 1, l, l]);
             keys.logical_and(&tri)
         } else {
             keys
         };
-        Tensor::zeros(allowed.size(), (Kind::Float, dev)).masked_fill(&allowed.logical_not(), f32::MIN as f64)
+        Tensor::zeros(allowed.size(), (Kind::Float, dev))
+            .masked_fill(&allowed.logical_not(), f32::MIN as f64)
     }
 }
 
@@ -66,7 +69,11 @@ impl TextTower {
         let e = p / "embeddings";
         let enc = p / "encoder" / "layers";
         TextTower {
-            token_embedding: (&e / "token_embedding").var("weight", &[c.vocab_size, d], Init::Const(0.0)),
+            token_embedding: (&e / "token_embedding").var(
+                "weight",
+                &[c.vocab_size, d],
+                Init::Const(0.0),
+            ),
             position_embedding: (&e / "position_embedding").var(
                 "weight",
                 &[c.max_position_embeddings, d],
@@ -115,22 +122,39 @@ impl TextTower {
 
     pub fn prefix_from_embeddings(&self, h: Tensor, input: &TextInput, layer: usize) -> Tensor {
         let mask = input.additive_mask(self.causal);
-        run_layers(&self.layers, h, 0, layer + 1, Some(&mask), TraceRequest::default(), &mut Trace::default())
+        run_layers(
+            &self.layers,
+            h,
+            0,
+            layer + 1,
+            Some(&mask),
+            TraceRequest::default(),
+            &mut Trace::default(),
+        )
     }
 
     /// Pooled output (before projection) from the hidden states after `layer`.
     pub fn suffix(&self, h: &Tensor, layer: usize, input: &TextInput) -> Tensor {
+        self.head(h, layer + 1, input)
+    }
+
+    /// Pooled output of the full forward.
+    pub fn forward(&self, input: &TextInput) -> Tensor {
+        self.head(&self.embed(&input.ids), 0, input)
+    }
+
+    /// Blocks `from..` then `final_layer_norm` at the pooled position; the last block is computed
+    /// at that position only (LayerNorm is per position, so this equals `pool`).
+    fn head(&self, h: &Tensor, from: usize, input: &TextInput) -> Tensor {
         let mask = input.additive_mask(self.causal);
-        let h = run_layers(
+        let pooled = run_layers_pooled(
             &self.layers,
             h.shallow_clone(),
-            layer + 1,
-            self.depth(),
+            from,
             Some(&mask),
-            TraceRequest::default(),
-            &mut Trace::default(),
+            &input.pool_index,
         );
-        self.pool(&h, &input.pool_index)
+        self.final_layer_norm.forward(&pooled)
     }
 
     /// `final_layer_norm`, then the state at each row's `pool_index`.
@@ -148,7 +172,15 @@ impl TextTower {
             trace.hidden_states.push(h.shallow_clone());
         }
         let mask = input.additive_mask(self.causal);
-        let h = run_layers(&self.layers, h, 0, self.depth(), Some(&mask), req, &mut trace);
+        let h = run_layers(
+            &self.layers,
+            h,
+            0,
+            self.depth(),
+            Some(&mask),
+            req,
+            &mut trace,
+        );
         (self.pool(&h, &input.pool_index), trace)
     }
 }

@@ -25,7 +25,10 @@ impl Pooling {
     /// Position to pool for one unpadded id sequence.
     pub fn index(self, ids: &[i64], end_id: i64) -> usize {
         match self {
-            Pooling::Eos => ids.iter().position(|&t| t == end_id).unwrap_or(ids.len().saturating_sub(1)),
+            Pooling::Eos => ids
+                .iter()
+                .position(|&t| t == end_id)
+                .unwrap_or(ids.len().saturating_sub(1)),
             Pooling::HfArgmax => {
                 // torch.argmax returns the first maximum.
                 let mut best = 0;
@@ -78,10 +81,19 @@ impl ClipTokenizer {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n)).map(|i| i as i64);
-        let end_id = find(&END_TOKENS).or(config.eos_token_id).ok_or_else(|| ClipError::Tokenizer {
-            path: path.to_path_buf(),
-            message: "no end token (<|endoftext|>, </s>, [SEP]) and no eos_token_id in the config".into(),
+        let find = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| inner.token_to_id(n))
+                .map(|i| i as i64)
+        };
+        let end_id = find(&END_TOKENS).or(config.eos_token_id).ok_or_else(|| {
+            ClipError::Tokenizer {
+                path: path.to_path_buf(),
+                message:
+                    "no end token (<|endoftext|>, </s>, [SEP]) and no eos_token_id in the config"
+                        .into(),
+            }
         })?;
         let start_id = find(&START_TOKENS).or(config.bos_token_id);
         let pad_id = inner
@@ -112,10 +124,13 @@ impl ClipTokenizer {
         if caption.trim().is_empty() {
             return Err(ClipError::EmptyCaption);
         }
-        let enc = self.inner.encode(caption, true).map_err(|e| ClipError::Tokenizer {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let enc = self
+            .inner
+            .encode(caption, true)
+            .map_err(|e| ClipError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         let mut tokens: Vec<String> = enc.get_tokens().to_vec();
         let mut truncated = 0;
@@ -129,7 +144,11 @@ impl ClipTokenizer {
                 tokens[self.context_length - 1] = self.id_to_token(self.end_id).unwrap_or_default();
             }
         }
-        Ok(Encoded { ids, tokens, truncated })
+        Ok(Encoded {
+            ids,
+            tokens,
+            truncated,
+        })
     }
 
     /// A padded batch with each row's pooling position under `pooling`.
@@ -148,7 +167,9 @@ pub fn text_input(rows: &[Vec<i64>], pad_id: i64, end_id: i64, pooling: Pooling)
     let mut pool = Vec::with_capacity(b);
     for (r, row) in rows.iter().enumerate() {
         ids[r * l..r * l + row.len()].copy_from_slice(row);
-        mask[r * l..r * l + row.len()].iter_mut().for_each(|m| *m = 1);
+        mask[r * l..r * l + row.len()]
+            .iter_mut()
+            .for_each(|m| *m = 1);
         pool.push(pooling.index(row, end_id) as i64);
     }
     TextInput {
@@ -177,8 +198,14 @@ mod tests {
     #[test]
     fn padding_and_masks() {
         let t = text_input(&[vec![1, 5, 9], vec![1, 9]], 0, 9, Pooling::Eos);
-        assert_eq!(Vec::<i64>::try_from(t.ids.flatten(0, -1)).unwrap(), vec![1, 5, 9, 1, 9, 0]);
-        assert_eq!(Vec::<i64>::try_from(t.attention_mask.flatten(0, -1)).unwrap(), vec![1, 1, 1, 1, 1, 0]);
+        assert_eq!(
+            Vec::<i64>::try_from(t.ids.flatten(0, -1)).unwrap(),
+            vec![1, 5, 9, 1, 9, 0]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(t.attention_mask.flatten(0, -1)).unwrap(),
+            vec![1, 1, 1, 1, 1, 0]
+        );
         assert_eq!(Vec::<i64>::try_from(t.pool_index).unwrap(), vec![2, 1]);
     }
 }

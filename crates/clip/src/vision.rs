@@ -1,7 +1,7 @@
 //! Vision tower, mirroring HF `CLIPVisionTransformer`: conv patch embedding (no bias) + class
 //! token + positions, `pre_layrnorm` (sic), encoder, `post_layernorm` on the class token.
 use crate::config::VisionConfig;
-use crate::layers::{run_layers, EncoderLayer, LayerNorm, Trace, TraceRequest};
+use crate::layers::{run_layers, run_layers_pooled, EncoderLayer, LayerNorm, Trace, TraceRequest};
 use tch::nn::{Init, Path};
 use tch::Tensor;
 
@@ -28,7 +28,11 @@ impl VisionTower {
                 &[d, c.num_channels, c.patch_size, c.patch_size],
                 Init::Const(0.0),
             ),
-            position_embedding: (&e / "position_embedding").var("weight", &[positions, d], Init::Const(0.0)),
+            position_embedding: (&e / "position_embedding").var(
+                "weight",
+                &[positions, d],
+                Init::Const(0.0),
+            ),
             pre_layrnorm: LayerNorm::new(&(p / "pre_layrnorm"), d, c.layer_norm_eps),
             layers: (0..c.num_hidden_layers)
                 .map(|i| {
@@ -55,12 +59,22 @@ impl VisionTower {
     pub fn embed(&self, pixels: &Tensor) -> Tensor {
         let p = self.config.patch_size;
         let patches = pixels
-            .conv2d(&self.patch_embedding, None::<Tensor>, [p, p], [0, 0], [1, 1], 1)
+            .conv2d(
+                &self.patch_embedding,
+                None::<Tensor>,
+                [p, p],
+                [0, 0],
+                [1, 1],
+                1,
+            )
             .flatten(2, -1)
             .transpose(1, 2);
         let b = patches.size()[0];
         let d = self.config.hidden_size;
-        let cls = self.class_embedding.view([1, 1, d]).expand([b, 1, d], false);
+        let cls = self
+            .class_embedding
+            .view([1, 1, d])
+            .expand([b, 1, d], false);
         let h = Tensor::cat(&[cls, patches], 1) + &self.position_embedding;
         self.pre_layrnorm.forward(&h)
     }
@@ -68,21 +82,38 @@ impl VisionTower {
     /// Hidden states after block `layer` (0-based, already resolved).
     pub fn prefix(&self, pixels: &Tensor, layer: usize) -> Tensor {
         let h = self.embed(pixels);
-        run_layers(&self.layers, h, 0, layer + 1, None, TraceRequest::default(), &mut Trace::default())
+        run_layers(
+            &self.layers,
+            h,
+            0,
+            layer + 1,
+            None,
+            TraceRequest::default(),
+            &mut Trace::default(),
+        )
     }
 
     /// Pooled output (post-LN class token, before projection) from the hidden states after `layer`.
     pub fn suffix(&self, h: &Tensor, layer: usize) -> Tensor {
-        let h = run_layers(
+        self.head(h, layer + 1)
+    }
+
+    /// Pooled output of the full forward.
+    pub fn forward(&self, pixels: &Tensor) -> Tensor {
+        self.head(&self.embed(pixels), 0)
+    }
+
+    /// Blocks `from..` then `post_layernorm` of the class token; the last block is computed for
+    /// the class token only.
+    fn head(&self, h: &Tensor, from: usize) -> Tensor {
+        let cls = Tensor::zeros([h.size()[0]], (tch::Kind::Int64, h.device()));
+        self.post_layernorm.forward(&run_layers_pooled(
             &self.layers,
             h.shallow_clone(),
-            layer + 1,
-            self.depth(),
+            from,
             None,
-            TraceRequest::default(),
-            &mut Trace::default(),
-        );
-        self.pool(&h)
+            &cls,
+        ))
     }
 
     pub fn pool(&self, h: &Tensor) -> Tensor {

@@ -1,1 +1,6 @@
-//! m2ib-data: see DESIGN.md "The house".
+//! m2ib-data: the `Sample` every reader yields and the synthetic `shapes` benchmark.
+
+pub mod sample;
+pub mod shapes;
+
+pub use sample::{BoxXyxy, ImageSource, Sample};

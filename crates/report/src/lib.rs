@@ -1,1 +1,7 @@
-//! m2ib-report: see DESIGN.md "The house".
+//! m2ib-report: what people look at — heat-map overlays, token highlights, and (with the
+//! runner) tables, curves and the HTML index.
+
+pub mod colormap;
+pub mod figures;
+
+pub use figures::{caption_png, overlay_png, FigureError, Overlay, TokenRow};

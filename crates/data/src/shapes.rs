@@ -1,0 +1,465 @@
+//! The synthetic `shapes` benchmark (DESIGN.md "The embedded default"): 224 x 224 images of
+//! coloured shapes on a smooth textured background, captions naming 1-2 of them, distractors
+//! sharing neither colour nor shape with a named object, exact boxes for the named ones, and a
+//! variant whose caption also names an absent object (text ground truth).
+//!
+//! Deterministic from (seed, split, index); splits are disjoint because each draws from its own
+//! seed stream.
+use serde::{Deserialize, Serialize};
+
+pub const SIZE: usize = 224;
+pub const MIN_OBJECT: usize = 40;
+pub const MAX_OBJECT: usize = 72;
+
+pub const COLOURS: [(&str, [u8; 3]); 7] = [
+    ("red", [220, 40, 40]),
+    ("green", [40, 170, 60]),
+    ("blue", [45, 85, 225]),
+    ("yellow", [235, 215, 40]),
+    ("purple", [150, 60, 200]),
+    ("orange", [245, 140, 30]),
+    ("white", [245, 245, 245]),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Shape {
+    Circle,
+    Square,
+    Triangle,
+    Star,
+    Cross,
+    Ring,
+}
+
+pub const SHAPES: [Shape; 6] = [
+    Shape::Circle,
+    Shape::Square,
+    Shape::Triangle,
+    Shape::Star,
+    Shape::Cross,
+    Shape::Ring,
+];
+
+impl Shape {
+    pub fn word(self) -> &'static str {
+        match self {
+            Shape::Circle => "circle",
+            Shape::Square => "square",
+            Shape::Triangle => "triangle",
+            Shape::Star => "star",
+            Shape::Cross => "cross",
+            Shape::Ring => "ring",
+        }
+    }
+
+    /// Whether the point (u, v) in [-1, 1]^2 of the object's box is inside the shape.
+    fn contains(self, u: f64, v: f64) -> bool {
+        match self {
+            Shape::Circle => u * u + v * v <= 1.0,
+            Shape::Square => u.abs() <= 0.85 && v.abs() <= 0.85,
+            Shape::Triangle => v <= 0.9 && v >= -0.9 && u.abs() <= (v + 0.9) / 1.8 * 0.95,
+            Shape::Cross => {
+                (u.abs() <= 0.3 && v.abs() <= 1.0) || (v.abs() <= 0.3 && u.abs() <= 1.0)
+            }
+            Shape::Ring => {
+                let r = u * u + v * v;
+                (0.3..=1.0).contains(&r)
+            }
+            Shape::Star => {
+                let r = (u * u + v * v).sqrt();
+                let a = v.atan2(u) + std::f64::consts::FRAC_PI_2;
+                // Five points: the radius oscillates between 0.45 and 1.
+                let k = (a * 5.0 / (2.0 * std::f64::consts::PI)).rem_euclid(1.0);
+                let t = (k - 0.5).abs() * 2.0; // 1 at a tip, 0 between tips
+                r <= 0.45 + 0.55 * t
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Object {
+    pub colour: usize,
+    pub shape: Shape,
+    /// Box [x0, y0, x1, y1) in pixels.
+    pub bbox: [usize; 4],
+}
+
+impl Object {
+    pub fn words(&self) -> [&'static str; 2] {
+        [COLOURS[self.colour].0, self.shape.word()]
+    }
+    pub fn phrase(&self) -> String {
+        format!("{} {}", COLOURS[self.colour].0, self.shape.word())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Tune,
+    Test,
+}
+
+impl Split {
+    pub fn stream(self) -> u64 {
+        match self {
+            Split::Train => 0x7261_696e,
+            Split::Tune => 0x7475_6e65,
+            Split::Test => 0x7465_7374,
+        }
+    }
+}
+
+/// One generated scene.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scene {
+    pub rgb: Vec<u8>,
+    pub objects: Vec<Object>,
+    /// Indices into `objects` of those the caption names.
+    pub named: Vec<usize>,
+    /// An object the caption names that is not in the image (absent variant only).
+    pub absent: Option<(usize, Shape)>,
+    pub caption: String,
+    /// Per object, its pixels (row-major indices) — the exact ground truth.
+    pub masks: Vec<Vec<u32>>,
+}
+
+/// splitmix64-based generator: tiny, seedable, identical on every platform.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo) as u64) as usize
+    }
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.range(0, i + 1));
+        }
+    }
+}
+
+/// The scene seed of (benchmark seed, split, index).
+pub fn scene_seed(seed: u64, split: Split, index: u64) -> u64 {
+    let mut r =
+        Rng::new(seed ^ split.stream().rotate_left(32) ^ index.wrapping_mul(0x2545F4914F6CDD1D));
+    r.next_u64()
+}
+
+fn background(r: &mut Rng) -> Vec<u8> {
+    // Low-frequency colour field plus fine texture: dark, muted, never a shape colour.
+    let base: Vec<f64> = (0..3).map(|_| 45.0 + r.f64() * 50.0).collect();
+    let waves: Vec<(f64, f64, f64, f64)> = (0..3)
+        .map(|_| {
+            (
+                r.f64() * 3.0,
+                r.f64() * 3.0,
+                r.f64() * 6.28,
+                10.0 + r.f64() * 15.0,
+            )
+        })
+        .collect();
+    let mut img = vec![0u8; SIZE * SIZE * 3];
+    for y in 0..SIZE {
+        for x in 0..SIZE {
+            let noise = (r.f64() - 0.5) * 16.0;
+            for c in 0..3 {
+                let (fx, fy, ph, amp) = waves[c];
+                let v = base[c]
+                    + amp
+                        * (fx * 6.283 * x as f64 / SIZE as f64
+                            + fy * 6.283 * y as f64 / SIZE as f64
+                            + ph)
+                            .sin()
+                    + noise;
+                img[(y * SIZE + x) * 3 + c] = v.clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    img
+}
+
+fn overlaps(a: &[usize; 4], b: &[usize; 4], margin: usize) -> bool {
+    a[0] < b[2] + margin && b[0] < a[2] + margin && a[1] < b[3] + margin && b[1] < a[3] + margin
+}
+
+/// Generates scene `index` of `split`. `absent_variant` adds an absent object to the caption.
+pub fn generate(seed: u64, split: Split, index: u64, absent_variant: bool) -> Scene {
+    let mut r = Rng::new(scene_seed(seed, split, index));
+    let n_named = r.range(1, 3);
+    let n_total = r.range(n_named, 5).max(n_named);
+    // Named objects: distinct colours and distinct shapes.
+    let mut colours: Vec<usize> = (0..COLOURS.len()).collect();
+    let mut shapes: Vec<Shape> = SHAPES.to_vec();
+    r.shuffle(&mut colours);
+    r.shuffle(&mut shapes);
+    // Named take the first colours/shapes; distractors and the absent object take from the rest,
+    // so they share neither colour nor shape with a named object.
+    let mut kinds: Vec<(usize, Shape)> = (0..n_named).map(|i| (colours[i], shapes[i])).collect();
+    for _ in n_named..n_total {
+        let c = colours[r.range(n_named, colours.len())];
+        let s = shapes[r.range(n_named, shapes.len())];
+        kinds.push((c, s));
+    }
+    let absent = absent_variant.then(|| {
+        // Neither its colour nor its shape is in the image.
+        let used_c: Vec<usize> = kinds.iter().map(|k| k.0).collect();
+        let used_s: Vec<Shape> = kinds.iter().map(|k| k.1).collect();
+        let free_c: Vec<usize> = colours
+            .iter()
+            .copied()
+            .filter(|c| !used_c.contains(c))
+            .collect();
+        let free_s: Vec<Shape> = shapes
+            .iter()
+            .copied()
+            .filter(|s| !used_s.contains(s))
+            .collect();
+        (
+            free_c[r.range(0, free_c.len())],
+            free_s[r.range(0, free_s.len())],
+        )
+    });
+    // Place without overlap (with a margin); give up on a distractor that does not fit.
+    let mut objects: Vec<Object> = Vec::new();
+    for (i, (c, s)) in kinds.iter().enumerate() {
+        for _ in 0..200 {
+            let w = r.range(MIN_OBJECT, MAX_OBJECT + 1);
+            let x0 = r.range(2, SIZE - w - 2);
+            let y0 = r.range(2, SIZE - w - 2);
+            let b = [x0, y0, x0 + w, y0 + w];
+            if objects.iter().all(|o| !overlaps(&o.bbox, &b, 4)) {
+                objects.push(Object {
+                    colour: *c,
+                    shape: *s,
+                    bbox: b,
+                });
+                break;
+            }
+        }
+        assert!(
+            objects.len() == i + 1 || i >= n_named,
+            "named objects always fit"
+        );
+    }
+    let mut rgb = background(&mut r);
+    let mut masks = Vec::with_capacity(objects.len());
+    for o in &objects {
+        let col = COLOURS[o.colour].1;
+        let shade = 0.85 + r.f64() * 0.15;
+        let [x0, y0, x1, y1] = o.bbox;
+        let half = (x1 - x0) as f64 / 2.0;
+        let mut mask = vec![];
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let u = (x as f64 + 0.5 - x0 as f64 - half) / half;
+                let v = (y as f64 + 0.5 - y0 as f64 - half) / half;
+                if o.shape.contains(u, v) {
+                    let p = (y * SIZE + x) * 3;
+                    for c in 0..3 {
+                        rgb[p + c] = (col[c] as f64 * shade).round() as u8;
+                    }
+                    mask.push((y * SIZE + x) as u32);
+                }
+            }
+        }
+        masks.push(mask);
+    }
+    let named: Vec<usize> = (0..n_named).collect();
+    let mut phrases: Vec<String> = named.iter().map(|&i| objects[i].phrase()).collect();
+    if let Some((c, s)) = absent {
+        phrases.push(format!("{} {}", COLOURS[c].0, s.word()));
+    }
+    r.shuffle(&mut phrases);
+    let caption = phrases
+        .iter()
+        .map(|p| format!("a {p}"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Scene {
+        rgb,
+        objects,
+        named,
+        absent,
+        caption,
+        masks,
+    }
+}
+
+impl Scene {
+    /// Boxes of the named objects, `[x0, y0, x1, y1]` in pixels.
+    pub fn boxes(&self) -> Vec<[f64; 4]> {
+        self.named
+            .iter()
+            .map(|&i| {
+                let b = self.objects[i].bbox;
+                [b[0] as f64, b[1] as f64, b[2] as f64, b[3] as f64]
+            })
+            .collect()
+    }
+
+    /// Caption words that name present objects (the text ground truth).
+    pub fn present_words(&self) -> Vec<&'static str> {
+        self.named
+            .iter()
+            .flat_map(|&i| self.objects[i].words())
+            .collect()
+    }
+
+    /// The caption with one named object replaced by an absent one (absent-object accuracy).
+    pub fn with_absent_object(&self, r: &mut Rng) -> String {
+        let used_c: Vec<usize> = self.objects.iter().map(|o| o.colour).collect();
+        let used_s: Vec<Shape> = self.objects.iter().map(|o| o.shape).collect();
+        let free_c: Vec<usize> = (0..COLOURS.len()).filter(|c| !used_c.contains(c)).collect();
+        let free_s: Vec<Shape> = SHAPES
+            .iter()
+            .copied()
+            .filter(|s| !used_s.contains(s))
+            .collect();
+        let victim = self.objects[self.named[r.range(0, self.named.len())]].phrase();
+        let c = free_c[r.range(0, free_c.len())];
+        let s = free_s[r.range(0, free_s.len())];
+        self.caption
+            .replacen(&victim, &format!("{} {}", COLOURS[c].0, s.word()), 1)
+    }
+
+    /// The caption with the colours of two named objects swapped (binding); None with one named.
+    pub fn with_colours_swapped(&self) -> Option<String> {
+        if self.named.len() < 2 {
+            return None;
+        }
+        let (a, b) = (&self.objects[self.named[0]], &self.objects[self.named[1]]);
+        let swapped_a = format!("{} {}", COLOURS[b.colour].0, a.shape.word());
+        let swapped_b = format!("{} {}", COLOURS[a.colour].0, b.shape.word());
+        Some(
+            self.caption
+                .replacen(&a.phrase(), "\u{0}", 1)
+                .replacen(&b.phrase(), &swapped_b, 1)
+                .replacen('\u{0}', &swapped_a, 1),
+        )
+    }
+}
+
+/// Every word the shapes captions use (for the word-level tokenizer).
+pub fn vocabulary() -> Vec<&'static str> {
+    let mut v = vec!["a", "and"];
+    v.extend(COLOURS.iter().map(|c| c.0));
+    v.extend(SHAPES.iter().map(|s| s.word()));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn same_seed_same_bytes() {
+        for i in 0..5 {
+            assert_eq!(
+                generate(1, Split::Test, i, true),
+                generate(1, Split::Test, i, true)
+            );
+        }
+        assert_ne!(
+            generate(1, Split::Test, 0, false).rgb,
+            generate(2, Split::Test, 0, false).rgb
+        );
+    }
+
+    #[test]
+    fn boxes_contain_their_object_and_no_other() {
+        for i in 0..200 {
+            let s = generate(7, Split::Train, i, i % 2 == 0);
+            assert!((1..=4).contains(&s.objects.len()));
+            for (k, o) in s.objects.iter().enumerate() {
+                let [x0, y0, x1, y1] = o.bbox;
+                assert!(x1 - x0 >= MIN_OBJECT && y1 - y0 >= MIN_OBJECT);
+                assert!(!s.masks[k].is_empty());
+                for &p in &s.masks[k] {
+                    let (x, y) = (p as usize % SIZE, p as usize / SIZE);
+                    assert!(x >= x0 && x < x1 && y >= y0 && y < y1);
+                }
+                for (j, m) in s.masks.iter().enumerate() {
+                    if j != k {
+                        assert!(
+                            m.iter().all(|&p| {
+                                let (x, y) = (p as usize % SIZE, p as usize / SIZE);
+                                !(x >= x0 && x < x1 && y >= y0 && y < y1)
+                            }),
+                            "object {j} inside box {k} in scene {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn distractors_share_neither_colour_nor_shape_with_named_objects() {
+        for i in 0..300 {
+            let s = generate(3, Split::Tune, i, true);
+            let named: Vec<&Object> = s.named.iter().map(|&k| &s.objects[k]).collect();
+            for (k, o) in s.objects.iter().enumerate() {
+                if s.named.contains(&k) {
+                    continue;
+                }
+                for n in &named {
+                    assert!(o.colour != n.colour && o.shape != n.shape, "scene {i}");
+                }
+            }
+            let (c, sh) = s.absent.unwrap();
+            assert!(s.objects.iter().all(|o| o.colour != c && o.shape != sh));
+            for w in s.present_words() {
+                assert!(s.caption.split(' ').any(|x| x == w));
+            }
+        }
+    }
+
+    #[test]
+    fn splits_are_disjoint() {
+        let mut seen = HashSet::new();
+        for split in [Split::Train, Split::Tune, Split::Test] {
+            for i in 0..300 {
+                assert!(
+                    seen.insert(generate(5, split, i, false).rgb),
+                    "{split:?} {i} repeats an image"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn caption_variants() {
+        let mut r = Rng::new(1);
+        for i in 0..100 {
+            let s = generate(9, Split::Test, i, false);
+            let neg = s.with_absent_object(&mut r);
+            assert_ne!(neg, s.caption);
+            if let Some(sw) = s.with_colours_swapped() {
+                assert_ne!(sw, s.caption);
+                let mut a: Vec<&str> = sw.split(' ').collect();
+                let mut b: Vec<&str> = s.caption.split(' ').collect();
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "a swap keeps the words");
+            }
+        }
+    }
+}
