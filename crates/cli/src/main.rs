@@ -1,6 +1,7 @@
 //! The `m2ib` binary: parses arguments and calls the library crates; nothing else lives here.
 mod attribute;
 mod bench;
+mod data_cmd;
 mod embed;
 mod train_tiny;
 
@@ -25,6 +26,9 @@ enum Command {
     Attribute(attribute::AttributeArgs),
     /// Benchmarks written to reports/bench (`m2ib bench m2ib`).
     Bench(bench::BenchArgs),
+    /// Datasets: write the shapes benchmark, fetch Conceptual Captions images.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Train the embedded default (tiny CLIP on the shapes benchmark) and report its quality.
     TrainTiny(train_tiny::TrainTinyArgs),
     /// Reproduce a paper table from experiments/<name>.toml.
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Attribute(args) => attribute::run(args),
         Command::TrainTiny(args) => train_tiny::run(args),
+        Command::Data(cmd) => data_cmd::run(cmd),
         Command::Reproduce { experiment } => {
             anyhow::bail!("`m2ib reproduce {experiment}`: not implemented yet (the runner and report issues land it)")
         }

@@ -1,0 +1,104 @@
+//! `m2ib data`: write the shapes benchmark to disk, download Conceptual Captions images.
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::ProgressBar;
+use m2ib_data::fetch::{fetch_urls, urls_of_tsv, FetchOptions};
+use m2ib_data::shapes::{generate, Split, SIZE};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Write shapes scenes as PNGs plus a CSV in the MS-CXR box format (so the real readers run).
+    Shapes(ShapesArgs),
+    /// Download the images of a Conceptual Captions TSV into <root>/<sha1(url)>.<ext>.
+    FetchCc(FetchArgs),
+}
+
+#[derive(Args)]
+pub struct ShapesArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    pub n: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Captions also name one absent object (text ground truth).
+    #[arg(long)]
+    pub absent: bool,
+}
+
+#[derive(Args)]
+pub struct FetchArgs {
+    #[arg(long)]
+    pub tsv: PathBuf,
+    #[arg(long)]
+    pub root: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 2)]
+    pub retries: usize,
+    #[arg(long, default_value_t = 20)]
+    pub timeout_s: u64,
+}
+
+pub fn parse_split(s: &str) -> anyhow::Result<Split> {
+    Ok(match s {
+        "train" => Split::Train,
+        "tune" => Split::Tune,
+        "test" => Split::Test,
+        _ => anyhow::bail!("unknown split `{s}` (train, tune, test)"),
+    })
+}
+
+pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::Shapes(a) => {
+            let split = parse_split(&a.split)?;
+            std::fs::create_dir_all(&a.out)?;
+            let mut csv = String::from("dicom_id,category_name,label_text,path,x,y,w,h,image_width,image_height,split,present_words\n");
+            let bar = ProgressBar::new(a.n);
+            for i in 0..a.n {
+                let s = generate(a.seed, split, i, a.absent);
+                let name = format!("shapes-{}-{i:06}.png", a.split);
+                image::save_buffer(a.out.join(&name), &s.rgb, SIZE as u32, SIZE as u32, image::ExtendedColorType::Rgb8)
+                    .with_context(|| format!("writing {name}"))?;
+                for b in s.boxes() {
+                    csv += &format!(
+                        "shapes-{}-{i:06},shapes,{},{name},{},{},{},{},{SIZE},{SIZE},{},{}\n",
+                        a.split,
+                        s.caption,
+                        b[0],
+                        b[1],
+                        b[2] - b[0],
+                        b[3] - b[1],
+                        a.split,
+                        s.present_words().join(" ")
+                    );
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            std::fs::write(a.out.join("shapes.csv"), csv)?;
+            println!("wrote {} scenes and shapes.csv to {}", a.n, a.out.display());
+        }
+        DataCommand::FetchCc(a) => {
+            let urls = urls_of_tsv(&a.tsv).with_context(|| format!("reading {}", a.tsv.display()))?;
+            let bar = ProgressBar::new(urls.len() as u64);
+            let opts = FetchOptions {
+                concurrency: a.concurrency,
+                retries: a.retries,
+                timeout: std::time::Duration::from_secs(a.timeout_s),
+                ..FetchOptions::default()
+            };
+            let report = fetch_urls(&urls, &a.root, &opts, &|| bar.inc(1));
+            bar.finish_and_clear();
+            println!("downloaded {}, already present {}, failed {}", report.downloaded, report.skipped, report.failed.len());
+            for (u, e) in report.failed.iter().take(20) {
+                eprintln!("failed: {u}: {e}");
+            }
+        }
+    }
+    Ok(())
+}
