@@ -34,6 +34,8 @@ pub struct Batch {
     pub content: Vec<Vec<bool>>,
     /// Per sample: the seed every random draw of a method derives from (runner: DESIGN.md "Seeds").
     pub seeds: Vec<u64>,
+    /// The id that replaces a removed token (default: the tokenizer's pad token).
+    pub text_mask_id: i64,
 }
 
 impl Batch {
@@ -76,6 +78,7 @@ impl Batch {
             lengths: rows.iter().map(Vec::len).collect(),
             content,
             seeds,
+            text_mask_id: pad_id,
         }
     }
 
@@ -101,6 +104,7 @@ impl Batch {
             lengths: vec![self.lengths[i]],
             content: vec![self.content[i].clone()],
             seeds: vec![self.seeds[i]],
+            text_mask_id: self.text_mask_id,
         }
     }
 

@@ -62,8 +62,14 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             for i in 0..a.n {
                 let s = generate(a.seed, split, i, a.absent);
                 let name = format!("shapes-{}-{i:06}.png", a.split);
-                image::save_buffer(a.out.join(&name), &s.rgb, SIZE as u32, SIZE as u32, image::ExtendedColorType::Rgb8)
-                    .with_context(|| format!("writing {name}"))?;
+                image::save_buffer(
+                    a.out.join(&name),
+                    &s.rgb,
+                    SIZE as u32,
+                    SIZE as u32,
+                    image::ExtendedColorType::Rgb8,
+                )
+                .with_context(|| format!("writing {name}"))?;
                 for b in s.boxes() {
                     csv += &format!(
                         "shapes-{}-{i:06},shapes,{},{name},{},{},{},{},{SIZE},{SIZE},{},{}\n",
@@ -84,7 +90,8 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             println!("wrote {} scenes and shapes.csv to {}", a.n, a.out.display());
         }
         DataCommand::FetchCc(a) => {
-            let urls = urls_of_tsv(&a.tsv).with_context(|| format!("reading {}", a.tsv.display()))?;
+            let urls =
+                urls_of_tsv(&a.tsv).with_context(|| format!("reading {}", a.tsv.display()))?;
             let bar = ProgressBar::new(urls.len() as u64);
             let opts = FetchOptions {
                 concurrency: a.concurrency,
@@ -94,7 +101,12 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             };
             let report = fetch_urls(&urls, &a.root, &opts, &|| bar.inc(1));
             bar.finish_and_clear();
-            println!("downloaded {}, already present {}, failed {}", report.downloaded, report.skipped, report.failed.len());
+            println!(
+                "downloaded {}, already present {}, failed {}",
+                report.downloaded,
+                report.skipped,
+                report.failed.len()
+            );
             for (u, e) in report.failed.iter().take(20) {
                 eprintln!("failed: {u}: {e}");
             }

@@ -199,6 +199,22 @@ impl ClipModel {
         (self.project_text(&pooled), trace)
     }
 
+    /// `text_trace` with the token embeddings requiring gradients, so that with frozen weights
+    /// the recorded attention maps are still part of a differentiable graph.
+    pub fn text_trace_differentiable(
+        &self,
+        input: &TextInput,
+        req: TraceRequest,
+    ) -> (Tensor, Trace) {
+        let tok = self
+            .text
+            .token_embeds(&input.ids)
+            .detach()
+            .set_requires_grad(true);
+        let (pooled, trace) = self.text.trace_from_token_embeds(&tok, input, req);
+        (self.project_text(&pooled), trace)
+    }
+
     /// `logits_per_image` [Bi, Bt] = exp(logit_scale) * normalised image @ normalised text^T.
     pub fn logits_per_image(&self, image_embeds: &Tensor, text_embeds: &Tensor) -> Tensor {
         let i = l2_normalize(image_embeds);

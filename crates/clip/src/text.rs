@@ -138,6 +138,11 @@ impl TextTower {
         self.head(h, layer + 1, input)
     }
 
+    /// Pooled output from token embeddings [B, L, D] (differentiable inputs for saliency).
+    pub fn forward_from_token_embeds(&self, token_embeds: &Tensor, input: &TextInput) -> Tensor {
+        self.head(&self.embed_from_tokens(token_embeds), 0, input)
+    }
+
     /// Pooled output of the full forward.
     pub fn forward(&self, input: &TextInput) -> Tensor {
         self.head(&self.embed(&input.ids), 0, input)
@@ -166,8 +171,18 @@ impl TextTower {
     }
 
     pub fn trace(&self, input: &TextInput, req: TraceRequest) -> (Tensor, Trace) {
+        self.trace_from_token_embeds(&self.token_embeds(&input.ids), input, req)
+    }
+
+    /// `trace` from token embeddings (so that gradients can reach the attention maps).
+    pub fn trace_from_token_embeds(
+        &self,
+        token_embeds: &Tensor,
+        input: &TextInput,
+        req: TraceRequest,
+    ) -> (Tensor, Trace) {
         let mut trace = Trace::default();
-        let h = self.embed(&input.ids);
+        let h = self.embed_from_tokens(token_embeds);
         if req.hidden_states {
             trace.hidden_states.push(h.shallow_clone());
         }

@@ -87,14 +87,17 @@ impl ClipTokenizer {
                 .find_map(|n| inner.token_to_id(n))
                 .map(|i| i as i64)
         };
-        let end_id = find(&END_TOKENS).or(config.eos_token_id).ok_or_else(|| {
-            ClipError::Tokenizer {
+        let end_id =
+            find(&END_TOKENS)
+                .or(config.eos_token_id)
+                .ok_or_else(|| {
+                    ClipError::Tokenizer {
                 path: path.to_path_buf(),
                 message:
                     "no end token (<|endoftext|>, </s>, [SEP]) and no eos_token_id in the config"
                         .into(),
             }
-        })?;
+                })?;
         let start_id = find(&START_TOKENS).or(config.bos_token_id);
         let pad_id = inner
             .get_padding()

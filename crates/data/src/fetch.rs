@@ -41,21 +41,36 @@ pub fn target_path(root: &Path, url: &str) -> PathBuf {
     root.join(format!("{}.{}", url_stem(url), url_extension(url)))
 }
 
-fn fetch_one(agent: &ureq::Agent, url: &str, dest: &Path, opts: &FetchOptions) -> Result<(), String> {
+fn fetch_one(
+    agent: &ureq::Agent,
+    url: &str,
+    dest: &Path,
+    opts: &FetchOptions,
+) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 0..=opts.retries {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200 * (1 << attempt.min(5))));
         }
-        let result = agent.get(url).call().map_err(|e| e.to_string()).and_then(|mut r| {
-            r.body_mut().with_config().limit(opts.max_bytes).read_to_vec().map_err(|e| e.to_string())
-        });
+        let result = agent
+            .get(url)
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| {
+                r.body_mut()
+                    .with_config()
+                    .limit(opts.max_bytes)
+                    .read_to_vec()
+                    .map_err(|e| e.to_string())
+            });
         match result {
             Ok(bytes) if bytes.is_empty() => last = "empty body".into(),
             Ok(bytes) => {
                 let tmp = dest.with_extension("part");
-                std::fs::write(&tmp, &bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-                std::fs::rename(&tmp, dest).map_err(|e| format!("renaming to {}: {e}", dest.display()))?;
+                std::fs::write(&tmp, &bytes)
+                    .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+                std::fs::rename(&tmp, dest)
+                    .map_err(|e| format!("renaming to {}: {e}", dest.display()))?;
                 return Ok(());
             }
             Err(e) => last = e,
@@ -65,9 +80,17 @@ fn fetch_one(agent: &ureq::Agent, url: &str, dest: &Path, opts: &FetchOptions) -
 }
 
 /// Downloads every URL of `urls` not already present under `root`. `on_done` is called after each.
-pub fn fetch_urls(urls: &[String], root: &Path, opts: &FetchOptions, on_done: &(dyn Fn() + Sync)) -> FetchReport {
+pub fn fetch_urls(
+    urls: &[String],
+    root: &Path,
+    opts: &FetchOptions,
+    on_done: &(dyn Fn() + Sync),
+) -> FetchReport {
     std::fs::create_dir_all(root).ok();
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(opts.timeout)).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(opts.timeout))
+        .build()
+        .into();
     let next = AtomicUsize::new(0);
     let report = Mutex::new(FetchReport::default());
     std::thread::scope(|s| {
@@ -76,7 +99,11 @@ pub fn fetch_urls(urls: &[String], root: &Path, opts: &FetchOptions, on_done: &(
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(url) = urls.get(i) else { break };
                 let dest = target_path(root, url);
-                let outcome = if dest.exists() { None } else { Some(fetch_one(&agent, url, &dest, opts)) };
+                let outcome = if dest.exists() {
+                    None
+                } else {
+                    Some(fetch_one(&agent, url, &dest, opts))
+                };
                 let mut r = report.lock().unwrap_or_else(|p| p.into_inner());
                 match outcome {
                     None => r.skipped += 1,

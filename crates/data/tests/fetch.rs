@@ -31,7 +31,9 @@ fn serve(max_connections: usize) -> (String, Arc<AtomicUsize>) {
                 let (status, body): (&str, &[u8]) = match path.as_str() {
                     "/a.png" => ("200 OK", b"PNG-BYTES-A"),
                     "/b.jpg" => ("200 OK", b"JPEG-BYTES-B"),
-                    "/flaky.jpg" if f.fetch_add(1, Ordering::SeqCst) == 0 => ("500 Internal Server Error", b"no"),
+                    "/flaky.jpg" if f.fetch_add(1, Ordering::SeqCst) == 0 => {
+                        ("500 Internal Server Error", b"no")
+                    }
                     "/flaky.jpg" => ("200 OK", b"FLAKY-OK"),
                     "/slow.jpg" => {
                         std::thread::sleep(Duration::from_millis(1500));
@@ -39,7 +41,10 @@ fn serve(max_connections: usize) -> (String, Arc<AtomicUsize>) {
                     }
                     _ => ("404 Not Found", b"missing"),
                 };
-                let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
                 s.write_all(head.as_bytes()).ok();
                 s.write_all(body).ok();
             });
@@ -53,7 +58,10 @@ fn fetch_downloads_retries_times_out_and_resumes() {
     let (base, flaky) = serve(40);
     let dir = std::env::temp_dir().join(format!("m2ib-fetch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let urls: Vec<String> = ["/a.png", "/b.jpg", "/flaky.jpg", "/gone.jpg", "/slow.jpg"].iter().map(|p| format!("{base}{p}")).collect();
+    let urls: Vec<String> = ["/a.png", "/b.jpg", "/flaky.jpg", "/gone.jpg", "/slow.jpg"]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
     let opts = FetchOptions {
         concurrency: 3,
         retries: 1,
@@ -62,16 +70,31 @@ fn fetch_downloads_retries_times_out_and_resumes() {
     };
     let report = fetch_urls(&urls, &dir, &opts, &|| {});
     assert_eq!(report.downloaded, 3, "{report:?}");
-    assert_eq!(std::fs::read(target_path(&dir, &urls[0])).unwrap(), b"PNG-BYTES-A");
+    assert_eq!(
+        std::fs::read(target_path(&dir, &urls[0])).unwrap(),
+        b"PNG-BYTES-A"
+    );
     assert!(target_path(&dir, &urls[0]).extension().unwrap() == "png");
-    assert_eq!(std::fs::read(target_path(&dir, &urls[2])).unwrap(), b"FLAKY-OK");
-    assert!(flaky.load(Ordering::SeqCst) >= 2, "the flaky URL was retried");
+    assert_eq!(
+        std::fs::read(target_path(&dir, &urls[2])).unwrap(),
+        b"FLAKY-OK"
+    );
+    assert!(
+        flaky.load(Ordering::SeqCst) >= 2,
+        "the flaky URL was retried"
+    );
     let failed: Vec<&str> = report.failed.iter().map(|(u, _)| u.as_str()).collect();
     assert_eq!(failed.len(), 2);
     assert!(failed.contains(&urls[3].as_str()) && failed.contains(&urls[4].as_str()));
-    assert!(report.failed.iter().any(|(_, e)| e.contains("404")), "{:?}", report.failed);
+    assert!(
+        report.failed.iter().any(|(_, e)| e.contains("404")),
+        "{:?}",
+        report.failed
+    );
     // No partial files are left behind.
-    assert!(std::fs::read_dir(&dir).unwrap().all(|e| e.unwrap().path().extension().unwrap() != "part"));
+    assert!(std::fs::read_dir(&dir)
+        .unwrap()
+        .all(|e| e.unwrap().path().extension().unwrap() != "part"));
     // A rerun skips what is there.
     let again = fetch_urls(&urls[..3], &dir, &opts, &|| {});
     assert_eq!((again.downloaded, again.skipped), (0, 3));

@@ -19,13 +19,22 @@ pub fn url_stem(url: &str) -> String {
 
 /// Extension to save a URL's image under: from the URL path when it is an image one, else jpg.
 pub fn url_extension(url: &str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
-    IMAGE_EXTENSIONS.iter().copied().find(|e| path.ends_with(&format!(".{e}"))).unwrap_or("jpg")
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    IMAGE_EXTENSIONS
+        .iter()
+        .copied()
+        .find(|e| path.ends_with(&format!(".{e}")))
+        .unwrap_or("jpg")
 }
 
 /// Reads an optional `url,path` mapping CSV (header `url,path`).
 pub fn read_mapping(path: &Path) -> Result<HashMap<String, PathBuf>, SampleError> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| row_error(path, None, None, e.to_string()))?;
+    let mut rdr =
+        csv::Reader::from_path(path).map_err(|e| row_error(path, None, None, e.to_string()))?;
     let mut map = HashMap::new();
     for (i, row) in rdr.records().enumerate() {
         let row = row.map_err(|e| row_error(path, Some(i + 2), None, e.to_string()))?;
@@ -47,7 +56,11 @@ impl CcReader {
         if is_url(target) {
             if let Some(p) = self.mapping.as_ref().and_then(|m| m.get(target)) {
                 let p = self.image_root.join(p);
-                return if p.exists() { Ok(p) } else { Err(format!("mapped image {} does not exist", p.display())) };
+                return if p.exists() {
+                    Ok(p)
+                } else {
+                    Err(format!("mapped image {} does not exist", p.display()))
+                };
             }
             let stem = url_stem(target);
             for ext in IMAGE_EXTENSIONS {
@@ -77,10 +90,16 @@ impl CcReader {
             .map(|(n, line)| {
                 let id = format!("cc-{n}");
                 let err = |reason: String| row_error(&self.tsv, Some(n), Some(&id), reason);
-                let line = std::str::from_utf8(line).map_err(|e| err(format!("not UTF-8 ({e})")))?;
+                let line =
+                    std::str::from_utf8(line).map_err(|e| err(format!("not UTF-8 ({e})")))?;
                 let mut fields = line.split('\t');
-                let (Some(caption), Some(target), None) = (fields.next(), fields.next(), fields.next()) else {
-                    return Err(err(format!("expected 2 tab-separated fields (caption, url or path), got {}", line.split('\t').count())));
+                let (Some(caption), Some(target), None) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    return Err(err(format!(
+                        "expected 2 tab-separated fields (caption, url or path), got {}",
+                        line.split('\t').count()
+                    )));
                 };
                 let caption = caption.trim();
                 if caption.is_empty() {

@@ -9,7 +9,12 @@ pub mod rsicd;
 use crate::sample::SampleError;
 use std::path::Path;
 
-pub(crate) fn row_error(file: &Path, line: Option<usize>, sample: Option<&str>, reason: impl Into<String>) -> SampleError {
+pub(crate) fn row_error(
+    file: &Path,
+    line: Option<usize>,
+    sample: Option<&str>,
+    reason: impl Into<String>,
+) -> SampleError {
     SampleError {
         file: file.display().to_string(),
         line,
