@@ -6,5 +6,5 @@ VENV=${M2IB_PYREF:-$HOME/.cache/m2ib/pyref}
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install -q torch==2.13.0 transformers==5.24.0 pillow numpy safetensors scipy scikit-image captum grad-cam
+"$VENV/bin/pip" install -q torch==2.13.0 transformers==5.24.0 pillow numpy safetensors scipy scikit-image captum grad-cam scikit-learn
 echo "$VENV/bin/python"

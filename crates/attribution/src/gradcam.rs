@@ -51,6 +51,26 @@ pub fn cam(act: &Tensor, grad: &Tensor) -> Tensor {
         .relu()
 }
 
+impl GradCam {
+    /// The image CAM on the patch grid, [B, grid^2] (before upsampling).
+    pub fn image_grid(&self, model: &ClipModel, batch: &Batch) -> Result<Tensor, AttributionError> {
+        let vl = resolve_layer(self.image_layer, model.vision_depth())?;
+        // Run to the block before, observe its attention input, finish the tower.
+        let h = if vl == 0 {
+            model.vision.embed(&batch.pixels)
+        } else {
+            model.vision.prefix(&batch.pixels, vl - 1)
+        };
+        let (act, out) = observed(&model.vision.layers, h, vl, None);
+        let img = model.project_image(&model.vision.suffix(&out, vl));
+        let txt = tch::no_grad(|| model.text_features(&batch.text));
+        let score = cosine(&img, &txt, SCORE_EPS).sum(Kind::Float);
+        let grad = Tensor::run_backward(&[score], &[&act], false, false).remove(0);
+        let patches = |t: &Tensor| t.narrow(1, 1, t.size()[1] - 1);
+        Ok(cam(&patches(&act), &patches(&grad)).detach())
+    }
+}
+
 impl Attributor for GradCam {
     fn name(&self) -> &'static str {
         "gradcam"
@@ -66,27 +86,10 @@ impl Attributor for GradCam {
         model: &ClipModel,
         batch: &Batch,
     ) -> Result<Vec<Attribution>, AttributionError> {
-        let vl = resolve_layer(self.image_layer, model.vision_depth())?;
         let tl = resolve_layer(self.text_layer, model.text_depth())?;
-        // Image side: run to the block before, observe its attention input, finish the tower.
-        let h = if vl == 0 {
-            model.vision.embed(&batch.pixels)
-        } else {
-            model.vision.prefix(&batch.pixels, vl - 1)
-        };
-        let (act_i, out) = observed(&model.vision.layers, h, vl, None);
-        let img = model.project_image(&model.vision.suffix(&out, vl));
-        let txt_fixed = tch::no_grad(|| model.text_features(&batch.text));
-        let score = cosine(&img, &txt_fixed, SCORE_EPS).sum(Kind::Float);
-        let g_i = Tensor::run_backward(&[score], &[&act_i], false, false).remove(0);
-        let patches = |t: &Tensor| t.narrow(1, 1, t.size()[1] - 1);
         let vc = &model.config.vision_config;
-        let maps = grid_to_map(
-            &cam(&patches(&act_i), &patches(&g_i)),
-            vc.grid(),
-            vc.image_size,
-        )
-        .to_device(tch::Device::Cpu);
+        let maps = grid_to_map(&self.image_grid(model, batch)?, vc.grid(), vc.image_size)
+            .to_device(tch::Device::Cpu);
         // Text side.
         let mask = batch.text.additive_mask(model.text.causal);
         let emb = model.text.embed(&batch.text.ids);

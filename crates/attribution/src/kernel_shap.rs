@@ -33,24 +33,26 @@ impl Default for KernelShap {
 pub const INF_WEIGHT: f64 = 1e6;
 const SHAP_STREAM: u64 = 0x5348_4150;
 
-/// Binary coalitions [n, m] (f32) in Captum's order and distribution.
+/// Binary coalitions [n, m] (f32), drawn exactly as Captum's `kernel_shap_perturb_generator`
+/// (all on, all off, then per sample `Categorical(p).sample()` and `randn(1, m)` thresholded at
+/// its (m - k)-th smallest value), so the same seed gives Captum's samples.
 pub fn coalitions(m: i64, n: i64, seed: i64) -> Tensor {
-    let mut rows = vec![
-        Tensor::ones([1, m], (Kind::Float, Device::Cpu)),
-        Tensor::zeros([1, m], (Kind::Float, Device::Cpu)),
-    ];
+    let cpu = (Kind::Float, Device::Cpu);
+    let mut rows = vec![Tensor::ones([1, m], cpu), Tensor::zeros([1, m], cpu)];
     if n > 2 && m > 1 {
-        let probs: Vec<f64> = (1..m)
-            .map(|k| (m - 1) as f64 / (k * (m - k)) as f64)
-            .collect();
-        let rest = with_seed(seed, || {
-            let ks = Tensor::from_slice(&probs).multinomial(n - 2, true) + 1; // sizes 1..m-1
-            let g = Tensor::randn([n - 2, m], (Kind::Float, Device::Cpu));
-            // The k largest of a Gaussian vector: a uniformly random subset of size k.
-            let ranks = g.argsort(1, true).argsort(1, false);
-            ranks.lt_tensor(&ks.unsqueeze(1)).to_kind(Kind::Float)
+        let k = Tensor::arange(m, cpu);
+        let denom = &k * (k.neg() + m as f64);
+        let probs = Tensor::full([m], (m - 1) as f64, cpu) / denom;
+        let _ = probs.get(0).fill_(0.0);
+        let probs = (&probs / probs.sum_dim_intlist(&[-1i64][..], true, Kind::Float)).view([1, m]);
+        with_seed(seed, || {
+            for _ in 2..n {
+                let k = i64::try_from(probs.multinomial(1, true)).expect("size");
+                let r = Tensor::randn([1, m], cpu);
+                let (threshold, _) = r.kthvalue(m - k, -1, false);
+                rows.push(r.gt_tensor(&threshold.unsqueeze(-1)).to_kind(Kind::Float));
+            }
         });
-        rows.push(rest);
     }
     Tensor::cat(&rows, 0).narrow(0, 0, n.max(2))
 }
