@@ -108,6 +108,23 @@ impl Batch {
         }
     }
 
+    /// The same pairs with other seeds (a method's noise floor).
+    pub fn with_seeds(&self, seeds: Vec<u64>) -> Batch {
+        assert_eq!(seeds.len(), self.len());
+        Batch {
+            pixels: self.pixels.shallow_clone(),
+            text: TextInput {
+                ids: self.text.ids.shallow_clone(),
+                attention_mask: self.text.attention_mask.shallow_clone(),
+                pool_index: self.text.pool_index.shallow_clone(),
+            },
+            lengths: self.lengths.clone(),
+            content: self.content.clone(),
+            seeds,
+            text_mask_id: self.text_mask_id,
+        }
+    }
+
     /// [S, L] float mask of real (non-padding) positions.
     pub fn valid_mask(&self) -> Tensor {
         self.text.attention_mask.to_kind(Kind::Float)

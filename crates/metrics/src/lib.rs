@@ -1,1 +1,20 @@
-//! m2ib-metrics: see DESIGN.md "The house".
+//! m2ib-metrics: the paper's evaluation (DESIGN.md "Metrics"), one file per metric, with the
+//! shared statistics written once in `stats`.
+
+pub mod confidence;
+pub mod localization;
+pub mod roar;
+pub mod sanity;
+pub mod stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    #[error("{0}")]
+    Undefined(String),
+    #[error(transparent)]
+    Attribution(#[from] m2ib_attribution::AttributionError),
+    #[error(transparent)]
+    Model(#[from] m2ib_clip::ClipError),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}

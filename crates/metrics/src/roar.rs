@@ -1,0 +1,250 @@
+//! ROAR+ (remove and retrain; DESIGN.md "Metrics"): degrade the training split by a method's
+//! maps (image: the top `fraction` of pixels -> 0 in normalised space, the channel mean; text:
+//! the top `fraction` of content tokens -> `text_mask_id`), fine-tune with the symmetric CLIP
+//! loss, evaluate the loss on the ORIGINAL validation split. L_clean is the same fine-tuning on
+//! clean data; score = (L_degraded - L_clean) / L_clean * 100; each repeat draws a new 80/20 split.
+use crate::MetricError;
+use m2ib_clip::rng::splitmix64;
+use m2ib_clip::tokenizer::text_input;
+use m2ib_clip::train::{contrastive_loss, train, TrainBatch, TrainConfig};
+use m2ib_clip::{ClipModel, Pooling};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoarConfig {
+    pub fraction: f64,
+    pub repeats: usize,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub val_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for RoarConfig {
+    fn default() -> Self {
+        RoarConfig {
+            fraction: 0.5,
+            repeats: 5,
+            steps: 100,
+            batch_size: 32,
+            lr: 1e-4,
+            val_fraction: 0.2,
+            seed: 0,
+        }
+    }
+}
+
+/// The pairs ROAR+ trains on.
+pub struct RoarData {
+    /// [N, 3, H, W] normalised pixels (CPU).
+    pub pixels: Tensor,
+    /// Ids with start and end per caption.
+    pub ids: Vec<Vec<i64>>,
+    pub content: Vec<Vec<bool>>,
+    pub end_id: i64,
+    pub pad_id: i64,
+    pub text_mask_id: i64,
+}
+
+/// One method's maps for every pair (any monotone scale: only ranks matter).
+pub struct RoarMaps {
+    /// [N, H, W].
+    pub image: Tensor,
+    pub text: Vec<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoarRepeat {
+    pub repeat: usize,
+    pub split_seed: u64,
+    pub l_clean: f64,
+    pub l_degraded: f64,
+    pub score: f64,
+}
+
+/// Number of items removed out of `n`: round(fraction * n).
+fn removed(n: usize, fraction: f64) -> usize {
+    ((n as f64) * fraction).round() as usize
+}
+
+/// The degraded copy of the data.
+pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<Vec<i64>>) {
+    let (n, _, h, w) = data.pixels.size4().expect("[N, 3, H, W]");
+    let k = removed((h * w) as usize, fraction) as i64;
+    let flat = maps.image.view([n, h * w]);
+    let top = flat.argsort(1, true).narrow(1, 0, k);
+    let keep = Tensor::ones([n, h * w], (Kind::Float, Device::Cpu)).scatter_value(1, &top, 0.0);
+    let pixels = &data.pixels * keep.view([n, 1, h, w]);
+    let ids = data
+        .ids
+        .iter()
+        .zip(&maps.text)
+        .zip(&data.content)
+        .map(|((ids, s), c)| {
+            let mut pos: Vec<usize> = (0..ids.len()).filter(|&p| c[p]).collect();
+            pos.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+            let mut out = ids.clone();
+            for &p in pos.iter().take(removed(pos.len(), fraction)) {
+                out[p] = data.text_mask_id;
+            }
+            out
+        })
+        .collect();
+    (pixels, ids)
+}
+
+fn split(n: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut s = seed;
+    for i in (1..n).rev() {
+        s = splitmix64(s);
+        idx.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    let n_val = ((n as f64) * val_fraction).round().max(1.0) as usize;
+    let val = idx.split_off(n - n_val);
+    (idx, val)
+}
+
+fn select(
+    pixels: &Tensor,
+    ids: &[Vec<i64>],
+    idx: &[usize],
+    data: &RoarData,
+    device: Device,
+) -> TrainBatch {
+    let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let rows: Vec<Vec<i64>> = idx.iter().map(|&i| ids[i].clone()).collect();
+    TrainBatch {
+        pixels: pixels.index_select(0, &t).to_device(device),
+        text: text_input(&rows, data.pad_id, data.end_id, Pooling::Eos).to_device(device),
+        negatives: None,
+    }
+}
+
+/// Fine-tunes a fresh model on (pixels, ids) restricted to `train_idx`; returns the mean
+/// contrastive loss on the original validation pairs.
+fn finetune_and_validate(
+    load: &dyn Fn() -> Result<ClipModel, MetricError>,
+    pixels: &Tensor,
+    ids: &[Vec<i64>],
+    train_idx: &[usize],
+    val_idx: &[usize],
+    data: &RoarData,
+    cfg: &RoarConfig,
+    order_seed: u64,
+) -> Result<f64, MetricError> {
+    let mut model = load()?;
+    let device = model.device();
+    let tc = TrainConfig {
+        steps: cfg.steps,
+        lr: cfg.lr,
+        weight_decay: 0.0,
+        warmup_steps: (cfg.steps / 10).max(1),
+        seed: order_seed as i64,
+    };
+    let mut s = order_seed;
+    train(
+        &mut model,
+        &tc,
+        |_| {
+            let idx: Vec<usize> = (0..cfg.batch_size.min(train_idx.len()))
+                .map(|_| {
+                    s = splitmix64(s);
+                    train_idx[(s % train_idx.len() as u64) as usize]
+                })
+                .collect();
+            select(pixels, ids, &idx, data, device)
+        },
+        |_, _| {},
+    )?;
+    let mut total = 0.0;
+    let mut count = 0.0;
+    for chunk in val_idx.chunks(cfg.batch_size.max(2)) {
+        let b = select(&data.pixels, &data.ids, chunk, data, device);
+        total += f64::try_from(tch::no_grad(|| contrastive_loss(&model, &b)))? * chunk.len() as f64;
+        count += chunk.len() as f64;
+    }
+    Ok(total / count)
+}
+
+/// ROAR+ for one method: `cfg.repeats` repeats, each a new split; the clean and the degraded
+/// fine-tuning of a repeat see the same batch order.
+pub fn roar_plus(
+    load: &dyn Fn() -> Result<ClipModel, MetricError>,
+    data: &RoarData,
+    maps: &RoarMaps,
+    cfg: &RoarConfig,
+) -> Result<Vec<RoarRepeat>, MetricError> {
+    let n = data.ids.len();
+    let (deg_pixels, deg_ids) = degrade(data, maps, cfg.fraction);
+    (0..cfg.repeats)
+        .map(|r| {
+            let split_seed = splitmix64(cfg.seed ^ (r as u64) << 16);
+            let (train_idx, val_idx) = split(n, cfg.val_fraction, split_seed);
+            let order = splitmix64(split_seed);
+            let l_clean = finetune_and_validate(
+                load,
+                &data.pixels,
+                &data.ids,
+                &train_idx,
+                &val_idx,
+                data,
+                cfg,
+                order,
+            )?;
+            let l_degraded = finetune_and_validate(
+                load,
+                &deg_pixels,
+                &deg_ids,
+                &train_idx,
+                &val_idx,
+                data,
+                cfg,
+                order,
+            )?;
+            Ok(RoarRepeat {
+                repeat: r,
+                split_seed,
+                l_clean,
+                l_degraded,
+                score: (l_degraded - l_clean) / l_clean * 100.0,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degrade_removes_the_top_half() {
+        let data = RoarData {
+            pixels: Tensor::ones([1, 3, 2, 2], (Kind::Float, Device::Cpu)),
+            ids: vec![vec![9, 1, 2, 3, 4, 10]],
+            content: vec![vec![false, true, true, true, true, false]],
+            end_id: 10,
+            pad_id: 0,
+            text_mask_id: 0,
+        };
+        let maps = RoarMaps {
+            image: Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.2]).view([1, 2, 2]),
+            text: vec![vec![5.0, 0.1, 0.9, 0.5, 0.2, 5.0]],
+        };
+        let (px, ids) = degrade(&data, &maps, 0.5);
+        let v = Vec::<f32>::try_from(px.get(0).get(0).flatten(0, -1)).unwrap();
+        assert_eq!(v, vec![1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(ids[0], vec![9, 1, 0, 0, 4, 10]);
+    }
+
+    #[test]
+    fn splits_are_80_20_and_disjoint() {
+        let (t, v) = split(50, 0.2, 3);
+        assert_eq!((t.len(), v.len()), (40, 10));
+        assert!(v.iter().all(|i| !t.contains(i)));
+        assert_ne!(split(50, 0.2, 4).1, v);
+    }
+}
