@@ -1,1 +1,4 @@
-//! m2ib-runner: see DESIGN.md "The house".
+//! m2ib-runner: drives models, data, methods and metrics; for now the embedded default's
+//! training and quality report (`tiny`).
+
+pub mod tiny;
