@@ -53,6 +53,9 @@ pub struct AttributeArgs {
     pub copies: Option<i64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Report malformed lines of --pairs and go on, instead of refusing the file.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Output directory (one sub-directory per pair).
@@ -130,7 +133,12 @@ fn read_pairs(args: &AttributeArgs) -> anyhow::Result<Vec<(PathBuf, String)>> {
             .filter(|(_, l)| !l.trim().is_empty())
         {
             let Some((img, cap)) = line.split_once('\t') else {
-                bail!("{}:{}: expected `image<TAB>caption`", f.display(), n + 1);
+                let msg = format!("{}:{}: expected `image<TAB>caption`", f.display(), n + 1);
+                if args.skip_bad_rows {
+                    eprintln!("error: {msg}");
+                    continue;
+                }
+                bail!(msg);
             };
             pairs.push((base.join(img), cap.to_string()));
         }

@@ -41,45 +41,35 @@ pub fn decode_image(path: &Path) -> Result<Rgb8> {
         path: path.to_path_buf(),
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|source| ClipError::Io {
+    let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    if meta.len() == 0 {
+    if bytes.is_empty() {
         return Err(err("file is empty (0 bytes)".into()));
     }
-    let reader = image::ImageReader::open(path)
-        .map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?;
-    let format = reader.format();
+    // From the content alone: a text file named .jpg is not a JPEG.
+    let format = image::guess_format(&bytes).ok();
     if !matches!(
         format,
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
     ) {
         return Err(err("not a PNG or JPEG image (unrecognised content)".into()));
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
+    let reader =
+        || image::ImageReader::with_format(std::io::Cursor::new(&bytes), format.expect("checked"));
+    let (w, h) = reader().into_dimensions().map_err(|e| err(e.to_string()))?;
     if (w as u64) * (h as u64) > MAX_PIXELS {
         return Err(err(format!(
             "{w}x{h} image has more than the {MAX_PIXELS}-pixel limit; downscale it first"
         )));
     }
     if format == Some(image::ImageFormat::Jpeg) {
-        return decode_jpeg(path).map_err(err);
+        return decode_jpeg(&bytes).map_err(err);
     }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?;
-    reader.no_limits();
-    let img = reader.decode().map_err(|e| err(e.to_string()))?;
+    let mut r = reader();
+    r.no_limits();
+    let img = r.decode().map_err(|e| err(e.to_string()))?;
     let rgb = img.to_rgb8();
     Ok(Rgb8::new(
         rgb.width() as usize,
@@ -90,15 +80,14 @@ pub fn decode_image(path: &Path) -> Result<Rgb8> {
 
 /// JPEG through libjpeg-turbo's decoder (as vendored by mozjpeg), the library PIL uses, with
 /// PIL's settings (integer IDCT, fancy upsampling): pure-Rust decoders differ by a few grey levels.
-fn decode_jpeg(path: &Path) -> std::result::Result<Rgb8, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+fn decode_jpeg(bytes: &[u8]) -> std::result::Result<Rgb8, String> {
     // libjpeg only warns on a missing end; PIL refuses such files ("image file is truncated").
     let tail = &bytes[bytes.len().saturating_sub(64)..];
     if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
         return Err("truncated JPEG (no end-of-image marker)".into());
     }
     let result = std::panic::catch_unwind(|| -> std::io::Result<Rgb8> {
-        let mut d = mozjpeg::Decompress::new_mem(&bytes)?;
+        let mut d = mozjpeg::Decompress::new_mem(bytes)?;
         d.dct_method(mozjpeg::DctMethod::IntegerSlow);
         d.do_fancy_upsampling(true);
         let mut started = d.rgb()?;
