@@ -2,6 +2,12 @@
 //! `CLIPMLP`, `CLIPEncoderLayer`): pre-LN blocks, eager attention with the scale applied to the
 //! scores (transformers 5.x order).
 use crate::config::Activation;
+
+/// Optimizer group of parameters without weight decay (biases, norms, the class token; as
+/// open_clip excludes every parameter with fewer than 2 dimensions).
+pub const NO_DECAY: usize = 1;
+/// Optimizer group of the learnt temperature (no decay, its own learning rate).
+pub const LOGIT_SCALE_GROUP: usize = 2;
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
@@ -14,7 +20,7 @@ impl Linear {
     pub fn new(p: &Path, inputs: i64, outputs: i64, bias: bool) -> Self {
         Linear {
             weight: p.var("weight", &[outputs, inputs], Init::Const(0.0)),
-            bias: bias.then(|| p.var("bias", &[outputs], Init::Const(0.0))),
+            bias: bias.then(|| p.set_group(NO_DECAY).var("bias", &[outputs], Init::Const(0.0))),
         }
     }
     pub fn forward(&self, x: &Tensor) -> Tensor {
@@ -31,6 +37,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(p: &Path, dim: i64, eps: f64) -> Self {
+        let p = p.set_group(NO_DECAY);
         LayerNorm {
             weight: p.var("weight", &[dim], Init::Const(1.0)),
             bias: p.var("bias", &[dim], Init::Const(0.0)),

@@ -43,7 +43,7 @@ impl ClipModel {
             config.projection_dim,
             false,
         );
-        let logit_scale = root.var(
+        let logit_scale = root.set_group(crate::layers::LOGIT_SCALE_GROUP).var(
             "logit_scale",
             &[],
             Init::Const(config.logit_scale_init_value),

@@ -15,6 +15,13 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub warmup_steps: usize,
     pub seed: i64,
+    /// The learnt temperature's learning rate relative to `lr` (a lever when it moves too slowly).
+    #[serde(default = "one")]
+    pub logit_scale_lr_mult: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for TrainConfig {
@@ -25,6 +32,7 @@ impl Default for TrainConfig {
             weight_decay: 0.1,
             warmup_steps: 100,
             seed: 0,
+            logit_scale_lr_mult: 1.0,
         }
     }
 }
@@ -83,9 +91,15 @@ pub fn train(
         ..Default::default()
     }
     .build(&model.vs, cfg.lr)?;
+    // No weight decay on biases, norms, the class token and the temperature (a decayed logit
+    // scale shrinks towards 0 and the softmax never sharpens).
+    opt.set_weight_decay_group(crate::layers::NO_DECAY, 0.0);
+    opt.set_weight_decay_group(crate::layers::LOGIT_SCALE_GROUP, 0.0);
     let mut losses = Vec::with_capacity(cfg.steps);
     for step in 0..cfg.steps {
-        opt.set_lr(lr_at(cfg, step));
+        let lr = lr_at(cfg, step);
+        opt.set_lr(lr);
+        opt.set_lr_group(crate::layers::LOGIT_SCALE_GROUP, lr * cfg.logit_scale_lr_mult);
         let loss = contrastive_loss(model, &batch(step));
         opt.backward_step(&loss);
         tch::no_grad(|| {
