@@ -63,6 +63,31 @@ pub struct AttributeArgs {
     pub out: PathBuf,
 }
 
+impl AttributeArgs {
+    /// Every method on the given pairs with the model's defaults (the report's gallery).
+    pub fn for_gallery(model: PathBuf, image: Vec<PathBuf>, text: Vec<String>, out: PathBuf) -> Self {
+        AttributeArgs {
+            model,
+            image,
+            text,
+            pairs: None,
+            method: "all".into(),
+            layer: None,
+            image_layer: None,
+            text_layer: None,
+            beta: None,
+            sigma: None,
+            var: None,
+            steps: None,
+            copies: None,
+            seed: 0,
+            skip_bad_rows: false,
+            device: "cpu".into(),
+            out,
+        }
+    }
+}
+
 fn bottleneck(args: &AttributeArgs, layer: Option<i64>) -> Bottleneck {
     let mut b = Bottleneck::default();
     if let Some(l) = layer.or(args.layer) {

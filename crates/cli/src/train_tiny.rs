@@ -24,6 +24,9 @@ pub struct TrainTinyArgs {
     pub eval: usize,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Learning rate of the logit scale relative to --lr.
+    #[arg(long, default_value_t = 10.0)]
+    pub logit_scale_lr_mult: f64,
 }
 
 pub fn run(a: TrainTinyArgs) -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ pub fn run(a: TrainTinyArgs) -> anyhow::Result<()> {
         threads: a.threads,
         eval: a.eval,
         device: crate::embed::parse_device(&a.device)?,
+        logit_scale_lr_mult: a.logit_scale_lr_mult,
     };
     let report = m2ib_runner::tiny::train_tiny(&args)?;
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -26,6 +26,7 @@ pub struct TrainTinyArgs {
     /// Test scenes for the quality report.
     pub eval: usize,
     pub device: Device,
+    pub logit_scale_lr_mult: f64,
 }
 
 /// The tiny model's shape; pinned here and in configs/models/tiny-shapes.toml.
@@ -271,10 +272,14 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     let pool_u8 = scenes_to_u8(&scenes);
     let mut r = Rng::new(args.seed ^ 0x5EED);
     let captions: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
-    let negatives: Vec<String> = scenes
+    // Hard negatives: one named object replaced by an absent one, and (with two named objects)
+    // their colours swapped; otherwise a second absent-object caption.
+    let mut negatives: Vec<String> = scenes.iter().map(|s| s.with_absent_object(&mut r)).collect();
+    let swapped: Vec<String> = scenes
         .iter()
-        .map(|s| s.with_absent_object(&mut r))
+        .map(|s| s.with_colours_swapped().unwrap_or_else(|| s.with_absent_object(&mut r)))
         .collect();
+    negatives.extend(swapped);
     let text_all = encode_all(&tok, &captions)?;
     let neg_all = encode_all(&tok, &negatives)?;
     eprintln!(
@@ -287,6 +292,7 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
         weight_decay: 0.1,
         warmup_steps: (args.steps / 20).max(1),
         seed: args.seed as i64,
+        logit_scale_lr_mult: args.logit_scale_lr_mult,
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(ProgressStyle::with_template(
@@ -312,7 +318,7 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
             TrainBatch {
                 pixels: normalise(&pool_u8.index_select(0, &idx), device),
                 text: take(&text_all, &idx),
-                negatives: Some(take(&neg_all, &idx)),
+                negatives: Some(take(&neg_all, &Tensor::cat(&[&idx, &(&idx + args.pool as i64)], 0))),
             }
         },
         |step, loss| {
@@ -334,6 +340,7 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     let report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "pool": args.pool,
+        "logit_scale_lr_mult": args.logit_scale_lr_mult, "weight_decay": 0.1, "hard_negatives": "absent object, colour swap",
         "threads": args.threads, "train_seconds": train_s, "final_loss": losses.last(),
         "loss_first_100_mean": losses.iter().take(100).sum::<f64>() / losses.len().min(100) as f64,
         "loss_last_100_mean": losses.iter().rev().take(100).sum::<f64>() / losses.len().min(100) as f64,
