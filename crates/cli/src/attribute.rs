@@ -65,7 +65,12 @@ pub struct AttributeArgs {
 
 impl AttributeArgs {
     /// Every method on the given pairs with the model's defaults (the report's gallery).
-    pub fn for_gallery(model: PathBuf, image: Vec<PathBuf>, text: Vec<String>, out: PathBuf) -> Self {
+    pub fn for_gallery(
+        model: PathBuf,
+        image: Vec<PathBuf>,
+        text: Vec<String>,
+        out: PathBuf,
+    ) -> Self {
         AttributeArgs {
             model,
             image,

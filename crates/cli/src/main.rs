@@ -3,6 +3,8 @@ mod attribute;
 mod bench;
 mod data_cmd;
 mod embed;
+mod report_cmd;
+mod run_cmd;
 mod train_tiny;
 
 use clap::{Parser, Subcommand};
@@ -31,11 +33,16 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// Train the embedded default (tiny CLIP on the shapes benchmark) and report its quality.
     TrainTiny(train_tiny::TrainTinyArgs),
-    /// Reproduce a paper table from experiments/<name>.toml.
-    Reproduce {
-        /// Experiment name (table1, table2_grid, sanity, smoke).
-        experiment: String,
-    },
+    /// Run an experiment grid (experiments/*.toml) into Parquet results.
+    Run(run_cmd::RunArgs),
+    /// Merge the Parquet parts of run directories into one file.
+    Merge(run_cmd::MergeArgs),
+    /// Write an sbatch array script running an experiment in shards.
+    Slurm(run_cmd::SlurmArgs),
+    /// Tables, figures and the HTML index of a run directory.
+    Report(report_cmd::ReportArgs),
+    /// Run experiments/<name>.toml, then its report and gallery.
+    Reproduce(report_cmd::ReproduceArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,8 +53,10 @@ fn main() -> anyhow::Result<()> {
         Command::Attribute(args) => attribute::run(args),
         Command::TrainTiny(args) => train_tiny::run(args),
         Command::Data(cmd) => data_cmd::run(cmd),
-        Command::Reproduce { experiment } => {
-            anyhow::bail!("`m2ib reproduce {experiment}`: not implemented yet (the runner and report issues land it)")
-        }
+        Command::Run(a) => run_cmd::run_cmd(a),
+        Command::Merge(a) => run_cmd::merge_cmd(a),
+        Command::Slurm(a) => run_cmd::slurm_cmd(a),
+        Command::Report(a) => report_cmd::report_cmd(a),
+        Command::Reproduce(a) => report_cmd::reproduce_cmd(a),
     }
 }

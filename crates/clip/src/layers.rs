@@ -20,7 +20,10 @@ impl Linear {
     pub fn new(p: &Path, inputs: i64, outputs: i64, bias: bool) -> Self {
         Linear {
             weight: p.var("weight", &[outputs, inputs], Init::Const(0.0)),
-            bias: bias.then(|| p.set_group(NO_DECAY).var("bias", &[outputs], Init::Const(0.0))),
+            bias: bias.then(|| {
+                p.set_group(NO_DECAY)
+                    .var("bias", &[outputs], Init::Const(0.0))
+            }),
         }
     }
     pub fn forward(&self, x: &Tensor) -> Tensor {

@@ -99,7 +99,10 @@ pub fn train(
     for step in 0..cfg.steps {
         let lr = lr_at(cfg, step);
         opt.set_lr(lr);
-        opt.set_lr_group(crate::layers::LOGIT_SCALE_GROUP, lr * cfg.logit_scale_lr_mult);
+        opt.set_lr_group(
+            crate::layers::LOGIT_SCALE_GROUP,
+            lr * cfg.logit_scale_lr_mult,
+        );
         let loss = contrastive_loss(model, &batch(step));
         opt.backward_step(&loss);
         tch::no_grad(|| {

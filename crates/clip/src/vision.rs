@@ -22,7 +22,11 @@ impl VisionTower {
         let positions = c.grid() * c.grid() + 1;
         let enc = p / "encoder" / "layers";
         VisionTower {
-            class_embedding: e.set_group(crate::layers::NO_DECAY).var("class_embedding", &[d], Init::Const(0.0)),
+            class_embedding: e.set_group(crate::layers::NO_DECAY).var(
+                "class_embedding",
+                &[d],
+                Init::Const(0.0),
+            ),
             patch_embedding: (&e / "patch_embedding").var(
                 "weight",
                 &[d, c.num_channels, c.patch_size, c.patch_size],

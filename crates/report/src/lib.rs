@@ -3,5 +3,7 @@
 
 pub mod colormap;
 pub mod figures;
+pub mod html;
+pub mod table;
 
 pub use figures::{caption_png, overlay_png, FigureError, Overlay, TokenRow};

@@ -1,4 +1,9 @@
-//! m2ib-runner: drives models, data, methods and metrics; for now the embedded default's
-//! training and quality report (`tiny`).
+//! m2ib-runner: experiment TOML -> jobs -> a worker pool -> Parquet parts (DESIGN.md "Runner and
+//! results"), plus the embedded default's training (`tiny`).
 
+pub mod experiment;
+pub mod jobs;
+pub mod run;
+pub mod samples;
+pub mod store;
 pub mod tiny;

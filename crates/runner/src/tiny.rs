@@ -274,10 +274,16 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     let captions: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
     // Hard negatives: one named object replaced by an absent one, and (with two named objects)
     // their colours swapped; otherwise a second absent-object caption.
-    let mut negatives: Vec<String> = scenes.iter().map(|s| s.with_absent_object(&mut r)).collect();
+    let mut negatives: Vec<String> = scenes
+        .iter()
+        .map(|s| s.with_absent_object(&mut r))
+        .collect();
     let swapped: Vec<String> = scenes
         .iter()
-        .map(|s| s.with_colours_swapped().unwrap_or_else(|| s.with_absent_object(&mut r)))
+        .map(|s| {
+            s.with_colours_swapped()
+                .unwrap_or_else(|| s.with_absent_object(&mut r))
+        })
         .collect();
     negatives.extend(swapped);
     let text_all = encode_all(&tok, &captions)?;
@@ -318,7 +324,10 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
             TrainBatch {
                 pixels: normalise(&pool_u8.index_select(0, &idx), device),
                 text: take(&text_all, &idx),
-                negatives: Some(take(&neg_all, &Tensor::cat(&[&idx, &(&idx + args.pool as i64)], 0))),
+                negatives: Some(take(
+                    &neg_all,
+                    &Tensor::cat(&[&idx, &(&idx + args.pool as i64)], 0),
+                )),
             }
         },
         |step, loss| {

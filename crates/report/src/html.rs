@@ -1,0 +1,67 @@
+//! The offline HTML index of a run directory: the tables and every PNG figure beside them.
+use std::path::Path;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Markdown pipe table -> HTML table (bold cells kept bold).
+pub fn md_table_to_html(md: &str) -> String {
+    let mut out = String::from("<table>\n");
+    for (i, line) in md.lines().filter(|l| l.starts_with('|')).enumerate() {
+        if i == 1 {
+            continue; // the |---| rule
+        }
+        let tag = if i == 0 { "th" } else { "td" };
+        out += "<tr>";
+        for cell in line.trim_matches('|').split(" |") {
+            let c = cell.trim();
+            let c = match c.strip_prefix("**").and_then(|x| x.strip_suffix("**")) {
+                Some(b) => format!("<b>{}</b>", esc(b)),
+                None => esc(c),
+            };
+            out += &format!("<{tag}>{c}</{tag}>");
+        }
+        out += "</tr>\n";
+    }
+    out + "</table>\n"
+}
+
+/// Writes `dir/index.html` from the given (title, markdown table) sections and the PNGs under
+/// `dir/figures`.
+pub fn write_index(
+    dir: &Path,
+    title: &str,
+    tables: &[(String, String)],
+    notes: &str,
+) -> std::io::Result<()> {
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>body{{font-family:sans-serif;margin:2em}}\
+         table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:4px 6px;text-align:right}}\
+         th{{background:#f0f0f0}}img{{max-width:100%;border:1px solid #ddd;margin:6px 0}}</style></head><body><h1>{t}</h1><p>{n}</p>\n",
+        t = esc(title),
+        n = esc(notes)
+    );
+    for (name, md) in tables {
+        html += &format!("<h2>{}</h2>\n{}", esc(name), md_table_to_html(md));
+    }
+    let figs = dir.join("figures");
+    if let Ok(entries) = std::fs::read_dir(&figs) {
+        let mut pngs: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".png"))
+            .collect();
+        pngs.sort();
+        if !pngs.is_empty() {
+            html += "<h2>Figures</h2>\n";
+        }
+        for p in pngs {
+            html += &format!("<h3>{}</h3><img src=\"figures/{}\">\n", esc(&p), esc(&p));
+        }
+    }
+    html += "</body></html>\n";
+    std::fs::write(dir.join("index.html"), html)
+}

@@ -1,0 +1,199 @@
+//! Table 1 from long-format results: per method configuration and (modality, metric, variant)
+//! the mean over repeats of the per-repeat sample means, the standard error across repeat means,
+//! the per-sample standard error, n used / n total and R (DESIGN.md "Means and errors"). Rows
+//! with an error (degenerate maps, undefined metrics) are counted, never averaged.
+use polars::prelude::*;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub mean: f64,
+    pub se_repeats: f64,
+    pub se_samples: f64,
+    pub n_used: usize,
+    pub n_total: usize,
+    pub repeats: usize,
+}
+
+/// (method, params) -> (modality, metric, variant) -> cell.
+pub type Table = BTreeMap<(String, String), BTreeMap<(String, String, String), Cell>>;
+
+fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (m, f64::NAN);
+    }
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0) / n).sqrt(),
+    )
+}
+
+fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect())
+}
+
+pub fn table(df: &DataFrame) -> PolarsResult<Table> {
+    let method = strings(df, "method")?;
+    let params = strings(df, "params")?;
+    let modality = strings(df, "modality")?;
+    let metric = strings(df, "metric")?;
+    let variant = strings(df, "metric_variant")?;
+    let repeat: Vec<Option<i64>> = df.column("repeat")?.i64()?.iter().collect();
+    let value: Vec<Option<f64>> = df.column("value")?.f64()?.iter().collect();
+    // key -> repeat -> values, plus totals.
+    let mut acc: BTreeMap<
+        ((String, String), (String, String, String)),
+        (BTreeMap<i64, Vec<f64>>, usize),
+    > = BTreeMap::new();
+    for i in 0..df.height() {
+        let key = (
+            (
+                method[i].clone().unwrap_or_default(),
+                params[i].clone().unwrap_or_default(),
+            ),
+            (
+                modality[i].clone().unwrap_or_default(),
+                metric[i].clone().unwrap_or_default(),
+                variant[i].clone().unwrap_or_default(),
+            ),
+        );
+        let e = acc.entry(key).or_default();
+        e.1 += 1;
+        if let Some(v) = value[i].filter(|v| v.is_finite()) {
+            e.0.entry(repeat[i].unwrap_or(0)).or_default().push(v);
+        }
+    }
+    let mut t = Table::new();
+    for ((row, col), (by_repeat, total)) in acc {
+        let repeat_means: Vec<f64> = by_repeat
+            .values()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            .collect();
+        let all: Vec<f64> = by_repeat.values().flatten().copied().collect();
+        let (mean, se_repeats) = if repeat_means.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            mean_se(&repeat_means)
+        };
+        let se_samples = if all.is_empty() {
+            f64::NAN
+        } else {
+            mean_se(&all).1
+        };
+        t.entry(row).or_default().insert(
+            col,
+            Cell {
+                mean,
+                se_repeats,
+                se_samples,
+                n_used: all.len(),
+                n_total: total,
+                repeats: repeat_means.len(),
+            },
+        );
+    }
+    Ok(t)
+}
+
+/// Whether a larger value is better for the metric.
+pub fn higher_is_better(metric: &str) -> bool {
+    !matches!(metric, "drop")
+}
+
+fn short_params(p: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(p).unwrap_or_default();
+    match (v.get("image"), v.get("text")) {
+        (Some(i), Some(t)) if i.get("layer").is_some() => format!(
+            "img L{} b{} s{}; txt L{} b{} s{}",
+            i["layer"], i["beta"], i["sigma"], t["layer"], t["beta"], t["sigma"]
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Markdown and CSV renderings; the best mean per column is bold in Markdown.
+pub fn render(t: &Table) -> (String, String) {
+    let cols: Vec<(String, String, String)> = {
+        let mut c: Vec<_> = t.values().flat_map(|r| r.keys().cloned()).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let best: Vec<f64> = cols
+        .iter()
+        .map(|c| {
+            let vals = t
+                .values()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.mean)
+                .filter(|m| m.is_finite());
+            if higher_is_better(&c.1) {
+                vals.fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                vals.fold(f64::INFINITY, f64::min)
+            }
+        })
+        .collect();
+    let mut md = String::from("| method | ");
+    md += &cols
+        .iter()
+        .map(|c| format!("{} {} ({})", c.0, c.1, c.2))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    md += " |\n|---|";
+    md += &"---|".repeat(cols.len());
+    md += "\n";
+    let mut csv = String::from(
+        "method,params,modality,metric,variant,mean,se_repeats,se_samples,n_used,n_total,repeats\n",
+    );
+    for ((m, p), row) in t {
+        let sp = short_params(p);
+        md += &format!(
+            "| {m}{} |",
+            if sp.is_empty() {
+                String::new()
+            } else {
+                format!(" ({sp})")
+            }
+        );
+        for (c, b) in cols.iter().zip(&best) {
+            match row.get(c) {
+                Some(x) => {
+                    let v = format!(
+                        "{:.3} ± {:.3} (±{:.3}/sample; n={}/{}, R={})",
+                        x.mean, x.se_repeats, x.se_samples, x.n_used, x.n_total, x.repeats
+                    );
+                    md += &if x.mean == *b {
+                        format!(" **{v}** |")
+                    } else {
+                        format!(" {v} |")
+                    };
+                    csv += &format!(
+                        "{m},\"{}\",{},{},{},{},{},{},{},{},{}\n",
+                        p.replace('"', "\"\""),
+                        c.0,
+                        c.1,
+                        c.2,
+                        x.mean,
+                        x.se_repeats,
+                        x.se_samples,
+                        x.n_used,
+                        x.n_total,
+                        x.repeats
+                    );
+                }
+                None => md += " — |",
+            }
+        }
+        md += "\n";
+    }
+    (md, csv)
+}

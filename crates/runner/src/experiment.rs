@@ -1,0 +1,413 @@
+//! Experiment TOML (DESIGN.md "Runner and results"): one model, one dataset, methods whose
+//! parameters may be lists (a grid), metrics, repeats, seeds, devices. Validated before any work;
+//! errors name the key, its line and the allowed values.
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "one")]
+    pub repeats: usize,
+    #[serde(default = "eight")]
+    pub chunk_size: usize,
+    /// "cpu", "auto", or a list like ["cuda:0", "cuda:1"].
+    #[serde(default = "cpu")]
+    pub devices: toml::Value,
+    /// CPU workers (each with its own model copy and one intra-op thread by default).
+    #[serde(default = "one")]
+    pub workers: usize,
+    #[serde(default = "one_i32")]
+    pub threads_per_worker: i32,
+    pub model: ModelSpec,
+    pub dataset: DatasetSpec,
+    pub methods: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+fn one() -> usize {
+    1
+}
+fn one_i32() -> i32 {
+    1
+}
+fn eight() -> usize {
+    8
+}
+fn cpu() -> toml::Value {
+    toml::Value::String("cpu".into())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// shapes | mscxr | cc
+    pub reader: String,
+    #[serde(default = "test_split")]
+    pub split: String,
+    pub n: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// shapes: captions also name an absent object (text ground truth).
+    #[serde(default)]
+    pub absent: bool,
+    /// mscxr / cc: the CSV or TSV file.
+    pub file: Option<PathBuf>,
+    /// mscxr / cc: where the images are.
+    pub image_root: Option<PathBuf>,
+}
+
+fn test_split() -> String {
+    "test".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// Threshold modes: "value", "percentile".
+    #[serde(default)]
+    pub localization: Vec<String>,
+    #[serde(default)]
+    pub text_localization: bool,
+    /// Text protocols: "official", "padded" (the image rule is always the whole map).
+    #[serde(default)]
+    pub confidence: Vec<String>,
+}
+
+/// One method configuration of the grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub method: String,
+    /// The flat parameters as written (one value per key), canonical (sorted keys).
+    pub params: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ExperimentError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// The 1-based line where `key = ` first appears after `[section]` (0 when not found).
+pub fn line_of(source: &str, section: &str, key: &str) -> usize {
+    let mut in_section = section.is_empty();
+    for (i, l) in source.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            in_section = t.trim_matches(|c| c == '[' || c == ']').trim() == section;
+            continue;
+        }
+        if in_section && t.split('=').next().map(str::trim) == Some(key) {
+            return i + 1;
+        }
+    }
+    0
+}
+
+pub const METRIC_MODES: [&str; 2] = ["value", "percentile"];
+pub const PROTOCOLS: [&str; 2] = ["official", "padded"];
+pub const READERS: [&str; 3] = ["shapes", "mscxr", "cc"];
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<(Experiment, String), ExperimentError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ExperimentError {
+            file: path.display().to_string(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        let exp = Experiment::parse(&source, &path.display().to_string())?;
+        Ok((exp, source))
+    }
+
+    pub fn parse(source: &str, file: &str) -> Result<Experiment, ExperimentError> {
+        let err = |line: usize, message: String| ExperimentError {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        let exp: Experiment = toml::from_str(source).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| source[..s.start].matches('\n').count() + 1)
+                .unwrap_or(0);
+            err(line, e.message().to_string())
+        })?;
+        if !READERS.contains(&exp.dataset.reader.as_str()) {
+            return Err(err(
+                line_of(source, "dataset", "reader"),
+                format!(
+                    "`dataset.reader` = {:?}; allowed: {}",
+                    exp.dataset.reader,
+                    READERS.join(", ")
+                ),
+            ));
+        }
+        for m in &exp.metrics.localization {
+            if !METRIC_MODES.contains(&m.as_str()) {
+                return Err(err(
+                    line_of(source, "metrics", "localization"),
+                    format!(
+                        "`metrics.localization` mode {m:?}; allowed: {}",
+                        METRIC_MODES.join(", ")
+                    ),
+                ));
+            }
+        }
+        for p in &exp.metrics.confidence {
+            if !PROTOCOLS.contains(&p.as_str()) {
+                return Err(err(
+                    line_of(source, "metrics", "confidence"),
+                    format!(
+                        "`metrics.confidence` protocol {p:?}; allowed: {}",
+                        PROTOCOLS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if exp.methods.is_empty() {
+            return Err(err(0, "no `[methods.<name>]` table".into()));
+        }
+        for (name, table) in &exp.methods {
+            let section = format!("methods.{name}");
+            if !m2ib_attribution::registry::METHODS.contains(&name.as_str()) {
+                return Err(err(
+                    source
+                        .lines()
+                        .position(|l| l.trim() == format!("[{section}]"))
+                        .map(|p| p + 1)
+                        .unwrap_or(0),
+                    format!(
+                        "unknown method `{name}`; allowed: {}",
+                        m2ib_attribution::registry::METHODS.join(", ")
+                    ),
+                ));
+            }
+            for (k, v) in table {
+                if let toml::Value::Array(a) = v {
+                    if a.is_empty() {
+                        return Err(err(
+                            line_of(source, &section, k),
+                            format!("`{section}.{k}` is an empty list"),
+                        ));
+                    }
+                }
+            }
+            // Every grid cell must build (unknown keys, wrong types, negative beta, ...).
+            for cell in expand(name, table) {
+                if let Err(e) = method_from_cell(&cell) {
+                    // The key at fault: the first whose value alone is refused.
+                    let obj = cell.params.as_object().cloned().unwrap_or_default();
+                    let key = obj
+                        .iter()
+                        .find(|(k, v)| {
+                            let mut one = serde_json::Map::new();
+                            one.insert((*k).clone(), (*v).clone());
+                            method_from_cell(&Cell {
+                                method: cell.method.clone(),
+                                params: Value::Object(one),
+                            })
+                            .is_err()
+                        })
+                        .map(|(k, _)| k.clone())
+                        .unwrap_or_default();
+                    return Err(err(
+                        line_of(source, &section, &key),
+                        format!("`{section}.{key}`: {e}"),
+                    ));
+                }
+            }
+        }
+        if exp.repeats == 0 || exp.chunk_size == 0 || exp.workers == 0 {
+            return Err(err(
+                0,
+                "`repeats`, `chunk_size` and `workers` must be at least 1".into(),
+            ));
+        }
+        Ok(exp)
+    }
+
+    /// All method cells of the grid, in a stable order.
+    pub fn cells(&self) -> Vec<Cell> {
+        self.methods
+            .iter()
+            .flat_map(|(name, table)| expand(name, table))
+            .collect()
+    }
+
+    /// Device names to run on.
+    pub fn device_list(&self) -> Result<Vec<String>, String> {
+        match &self.devices {
+            toml::Value::String(s) if s == "cpu" => Ok(vec!["cpu".into(); self.workers]),
+            toml::Value::String(s) if s == "auto" => {
+                let n = tch::Cuda::device_count();
+                Ok(if n > 0 {
+                    (0..n).map(|i| format!("cuda:{i}")).collect()
+                } else {
+                    vec!["cpu".into(); self.workers]
+                })
+            }
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| "`devices` entries must be strings".to_string())
+                })
+                .collect(),
+            other => Err(format!(
+                "`devices` = {other}; allowed: \"cpu\", \"auto\", [\"cuda:0\", ...]"
+            )),
+        }
+    }
+}
+
+fn to_json(v: &toml::Value) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Cartesian product over list-valued keys.
+pub fn expand(method: &str, table: &toml::Table) -> Vec<Cell> {
+    let mut cells: Vec<Map<String, Value>> = vec![Map::new()];
+    for (k, v) in table {
+        let values: Vec<Value> = match v {
+            toml::Value::Array(a) => a.iter().map(to_json).collect(),
+            other => vec![to_json(other)],
+        };
+        cells = cells
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |x| {
+                    let mut c = c.clone();
+                    c.insert(k.clone(), x.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    cells
+        .into_iter()
+        .map(|m| Cell {
+            method: method.to_string(),
+            params: Value::Object(m),
+        })
+        .collect()
+}
+
+/// The registry's parameters for a cell. M2IB takes flat keys: `layer`/`image_layer`/
+/// `text_layer`, `beta`, `sigma` or `var`, `steps`, `copies` (both modalities unless prefixed).
+pub fn method_params(cell: &Cell) -> Value {
+    if cell.method != "m2ib" {
+        return cell.params.clone();
+    }
+    let p = cell.params.as_object().cloned().unwrap_or_default();
+    let mut image = Map::new();
+    let mut text = Map::new();
+    for (k, v) in &p {
+        let (target, key): (Vec<&mut Map<String, Value>>, &str) =
+            if let Some(x) = k.strip_prefix("image_") {
+                (vec![&mut image], x)
+            } else if let Some(x) = k.strip_prefix("text_") {
+                (vec![&mut text], x)
+            } else {
+                (vec![&mut image, &mut text], k.as_str())
+            };
+        for t in target {
+            if key == "var" {
+                t.insert("sigma".into(), json!(v.as_f64().map(f64::sqrt)));
+            } else {
+                t.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    json!({"image": image, "text": text})
+}
+
+pub fn method_from_cell(cell: &Cell) -> Result<Box<dyn m2ib_attribution::Attributor>, String> {
+    m2ib_attribution::registry::method(&cell.method, &method_params(cell))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[model]
+name = "m"
+path = "x"
+[dataset]
+reader = "shapes"
+n = 4
+"#;
+
+    #[test]
+    fn the_paper_grid_has_27_cells() {
+        let src = format!("{BASE}[methods.m2ib]\nlayer = [7, 8, 9]\nbeta = [1, 0.1, 0.01]\nsigma = [1, 0.1, 0.01]\n[methods.saliency]\n");
+        let e = Experiment::parse(&src, "t.toml").unwrap();
+        let cells = e.cells();
+        assert_eq!(cells.iter().filter(|c| c.method == "m2ib").count(), 27);
+        assert_eq!(cells.len(), 28);
+        let p = method_params(&cells[0]);
+        assert_eq!(p["image"]["layer"], 7);
+        assert_eq!(p["text"]["beta"], 1);
+    }
+
+    #[test]
+    fn invalid_experiments_name_key_line_and_allowed_values() {
+        let cases = [
+            (format!("{BASE}[methods.m2ib]\nbeta = -1.0\n"), "beta", 10),
+            (
+                format!("{BASE}[methods.m2ib]\nbeta = []\n"),
+                "empty list",
+                10,
+            ),
+            (
+                format!("{BASE}[methods.nope]\n"),
+                "unknown method `nope`; allowed: m2ib, saliency",
+                9,
+            ),
+            (
+                format!("{BASE}[methods.m2ib]\nlayr = 3\n"),
+                "unknown field `layr`",
+                10,
+            ),
+            (
+                format!("{BASE}[methods.m2ib]\nbeta = \"high\"\n"),
+                "invalid type",
+                10,
+            ),
+            (
+                format!("{BASE}colour = 3\n[methods.saliency]\n"),
+                "unknown field `colour`",
+                9,
+            ),
+            (
+                format!("{BASE}[methods.saliency]\n[metrics]\nconfidence = [\"strict\"]\n"),
+                "allowed: official, padded",
+                11,
+            ),
+        ];
+        for (src, needle, line) in cases {
+            let e = Experiment::parse(&src, "t.toml").unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.to_string().starts_with("t.toml:"), "{e}");
+        }
+    }
+}

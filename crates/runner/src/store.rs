@@ -1,0 +1,145 @@
+//! The results store: long-format Parquet parts, one per finished job, written atomically (temp
+//! file + rename, so a killed write leaves no part a merge would read); a rerun skips jobs whose
+//! part exists.
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// One result row (DESIGN.md "Runner and results" columns).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Row {
+    pub experiment: String,
+    pub job_id: String,
+    pub model: String,
+    pub dataset: String,
+    pub split: String,
+    pub sample_id: Option<String>,
+    pub method: String,
+    pub params: String,
+    pub layer: Option<i64>,
+    pub beta: Option<f64>,
+    pub sigma: Option<f64>,
+    pub var: Option<f64>,
+    pub modality: String,
+    pub metric: String,
+    pub metric_variant: String,
+    pub step: Option<i64>,
+    pub repeat: i64,
+    pub seed: u64,
+    pub split_seed: u64,
+    pub value: Option<f64>,
+    pub error: Option<String>,
+    pub wall_ms: f64,
+    pub device: String,
+    pub threads: i64,
+    pub git_revision: String,
+}
+
+pub fn results_dir(out: &Path) -> PathBuf {
+    out.join("results")
+}
+
+pub fn part_path(out: &Path, job_id: &str) -> PathBuf {
+    results_dir(out).join(format!("{job_id}.parquet"))
+}
+
+pub fn is_done(out: &Path, job_id: &str) -> bool {
+    part_path(out, job_id).exists()
+}
+
+pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
+    macro_rules! col {
+        ($name:expr, $f:expr) => {
+            Column::new($name.into(), rows.iter().map($f).collect::<Vec<_>>())
+        };
+    }
+    DataFrame::new(
+        rows.len(),
+        vec![
+            col!("experiment", |r: &Row| r.experiment.clone()),
+            col!("job_id", |r: &Row| r.job_id.clone()),
+            col!("model", |r: &Row| r.model.clone()),
+            col!("dataset", |r: &Row| r.dataset.clone()),
+            col!("split", |r: &Row| r.split.clone()),
+            col!("sample_id", |r: &Row| r.sample_id.clone()),
+            col!("method", |r: &Row| r.method.clone()),
+            col!("params", |r: &Row| r.params.clone()),
+            col!("layer", |r: &Row| r.layer),
+            col!("beta", |r: &Row| r.beta),
+            col!("sigma", |r: &Row| r.sigma),
+            col!("var", |r: &Row| r.var),
+            col!("modality", |r: &Row| r.modality.clone()),
+            col!("metric", |r: &Row| r.metric.clone()),
+            col!("metric_variant", |r: &Row| r.metric_variant.clone()),
+            col!("step", |r: &Row| r.step),
+            col!("repeat", |r: &Row| r.repeat),
+            col!("seed", |r: &Row| r.seed),
+            col!("split_seed", |r: &Row| r.split_seed),
+            col!("value", |r: &Row| r.value),
+            col!("error", |r: &Row| r.error.clone()),
+            col!("wall_ms", |r: &Row| r.wall_ms),
+            col!("device", |r: &Row| r.device.clone()),
+            col!("threads", |r: &Row| r.threads),
+            col!("git_revision", |r: &Row| r.git_revision.clone()),
+        ],
+    )
+}
+
+/// Writes one job's rows as `results/<job_id>.parquet`, atomically.
+pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
+    let dir = results_dir(out);
+    std::fs::create_dir_all(&dir)?;
+    let mut df = to_frame(rows)?;
+    let tmp = dir.join(format!(".{job_id}.parquet.tmp-{}", std::process::id()));
+    {
+        let f = std::fs::File::create(&tmp)?;
+        ParquetWriter::new(f).finish(&mut df)?;
+    }
+    std::fs::rename(&tmp, part_path(out, job_id))?;
+    Ok(())
+}
+
+/// Every finished part under `dirs` (temp files ignored), concatenated and sorted by
+/// (job_id, sample_id, metric, metric_variant, modality).
+pub fn read_all(dirs: &[PathBuf]) -> PolarsResult<DataFrame> {
+    let mut frames = vec![];
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(results_dir(d)) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            frames.push(ParquetReader::new(std::fs::File::open(&p)?).finish()?);
+        }
+    }
+    let Some(first) = frames.first().cloned() else {
+        return to_frame(&[]);
+    };
+    let mut df = first;
+    for f in frames.iter().skip(1) {
+        df.vstack_mut(f)?;
+    }
+    df = df.sort(
+        [
+            "job_id",
+            "sample_id",
+            "modality",
+            "metric",
+            "metric_variant",
+        ],
+        SortMultipleOptions::default().with_nulls_last(true),
+    )?;
+    Ok(df)
+}
+
+/// `m2ib merge`: all parts of the given run directories into one Parquet file.
+pub fn merge(dirs: &[PathBuf], out_file: &Path) -> PolarsResult<usize> {
+    let mut df = read_all(dirs)?;
+    let tmp = out_file.with_extension("parquet.tmp");
+    ParquetWriter::new(std::fs::File::create(&tmp)?).finish(&mut df)?;
+    std::fs::rename(&tmp, out_file)?;
+    Ok(df.height())
+}

@@ -1,0 +1,147 @@
+//! The runner on the golden checkpoint ckpt_b (64 px, shapes vocabulary): a rerun skips finished
+//! jobs, two shards merged equal one run, two CPU workers equal one bit for bit, and the same
+//! experiment twice gives identical values.
+use m2ib_runner::run::{run, RunOptions};
+use m2ib_runner::store::read_all;
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn experiment(dir: &Path, workers: usize) -> PathBuf {
+    let ckpt = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/golden/ckpt_b");
+    let toml = format!(
+        r#"
+name = "t"
+seed = 3
+chunk_size = 2
+workers = {workers}
+[model]
+name = "ckpt_b"
+path = "{}"
+[dataset]
+reader = "shapes"
+n = 5
+absent = true
+[methods.m2ib]
+image_layer = [1, 3]
+text_layer = 0
+steps = 3
+copies = 2
+[methods.saliency]
+[methods.gradcam]
+[metrics]
+localization = ["value", "percentile"]
+text_localization = true
+confidence = ["official", "padded"]
+"#,
+        ckpt.display()
+    );
+    let p = dir.join("exp.toml");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("m2ib-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The columns that must not depend on how the run was split up.
+fn values(dirs: &[PathBuf]) -> DataFrame {
+    read_all(dirs)
+        .unwrap()
+        .select([
+            "job_id",
+            "sample_id",
+            "modality",
+            "metric",
+            "metric_variant",
+            "seed",
+            "value",
+            "error",
+        ])
+        .unwrap()
+}
+
+fn opts(out: &Path) -> RunOptions {
+    RunOptions {
+        out: Some(out.to_path_buf()),
+        quiet: true,
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn rerun_shards_and_workers() {
+    let d = tmp("a");
+    let exp = experiment(&d, 1);
+    let a = d.join("one");
+    let s = run(&exp, &opts(&a)).unwrap();
+    // 4 cells (m2ib x2, saliency, gradcam) x 1 repeat x 3 chunks.
+    assert_eq!((s.total, s.ran, s.skipped), (12, 12, 0));
+    let df = values(&[a.clone()]);
+    // 5 samples x 4 cells x (2 iou + 1 auroc + 2 image conf + 4 text conf) rows.
+    assert_eq!(df.height(), 5 * 4 * 9);
+    let errors = df.column("error").unwrap().null_count();
+    assert!(
+        errors > 0 && errors < df.height(),
+        "some metrics are undefined (no errors would be suspicious), most are not"
+    );
+    // A rerun skips everything.
+    let again = run(&exp, &opts(&a)).unwrap();
+    assert_eq!((again.ran, again.skipped), (0, 12));
+    // Two shards, merged, equal one run.
+    let b = d.join("shard0");
+    let c = d.join("shard1");
+    let s0 = run(
+        &exp,
+        &RunOptions {
+            shard: Some((0, 2)),
+            ..opts(&b)
+        },
+    )
+    .unwrap();
+    let s1 = run(
+        &exp,
+        &RunOptions {
+            shard: Some((1, 2)),
+            ..opts(&c)
+        },
+    )
+    .unwrap();
+    assert_eq!(s0.total + s1.total, 12);
+    assert!(values(&[b, c]).equals_missing(&df));
+    // Two CPU workers (one thread each) equal one worker, bit for bit.
+    let exp2 = experiment(&d.join("two"), 2);
+    let e = d.join("two/out");
+    run(&exp2, &opts(&e)).unwrap();
+    assert!(values(&[e]).equals_missing(&df));
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn dry_run_counts_and_layer_range_is_checked_against_the_model() {
+    let d = tmp("b");
+    let exp = experiment(&d, 1);
+    let s = run(
+        &exp,
+        &RunOptions {
+            dry_run: true,
+            ..opts(&d.join("x"))
+        },
+    )
+    .unwrap();
+    assert_eq!((s.total, s.ran), (12, 0));
+    assert!(!d.join("x").exists(), "a dry run writes nothing");
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("image_layer = [1, 3]", "image_layer = [1, 7]");
+    std::fs::write(&exp, text).unwrap();
+    let e = run(&exp, &opts(&d.join("y"))).err().unwrap().to_string();
+    assert!(
+        e.contains("exp.toml:14") && e.contains("image_layer") && e.contains("allowed -5..=4"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
