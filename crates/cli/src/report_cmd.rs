@@ -54,7 +54,18 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
 }
 
 /// A Figure 1-style gallery: every method on two test scenes of the shapes benchmark.
-fn gallery(model: &Path, dir: &Path) -> anyhow::Result<()> {
+fn gallery(exp: &m2ib_runner::experiment::Experiment, dir: &Path) -> anyhow::Result<()> {
+    let model = &exp.model.path;
+    // M2IB's layers as the experiment sets them (the first value of a grid).
+    let layer = |k: &str| {
+        exp.methods
+            .get("m2ib")
+            .and_then(|t| t.get(k))
+            .and_then(|v| match v {
+                toml::Value::Array(a) => a.first().and_then(|x| x.as_integer()),
+                other => other.as_integer(),
+            })
+    };
     let scenes_dir = dir.join("gallery-inputs");
     std::fs::create_dir_all(&scenes_dir)?;
     let (mut images, mut texts) = (vec![], vec![]);
@@ -72,12 +83,10 @@ fn gallery(model: &Path, dir: &Path) -> anyhow::Result<()> {
         texts.push(s.caption);
     }
     let out = dir.join("gallery");
-    attribute(AttributeArgs::for_gallery(
-        model.to_path_buf(),
-        images,
-        texts,
-        out.clone(),
-    ))?;
+    let mut args = AttributeArgs::for_gallery(model.to_path_buf(), images, texts, out.clone());
+    args.image_layer = layer("image_layer").or(layer("layer"));
+    args.text_layer = layer("text_layer").or(layer("layer"));
+    attribute(args)?;
     let figs = dir.join("figures");
     std::fs::create_dir_all(&figs)?;
     for (k, e) in std::fs::read_dir(&out)?.filter_map(|e| e.ok()).enumerate() {
@@ -103,7 +112,7 @@ pub fn reproduce_cmd(a: ReproduceArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let s = run(&file, &RunOptions::default())?;
     let (exp, _) = m2ib_runner::experiment::Experiment::load(&file)?;
-    gallery(&exp.model.path, &s.out)?;
+    gallery(&exp, &s.out)?;
     let md = report(&s.out)?;
     println!("{md}");
     println!(
