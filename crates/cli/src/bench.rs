@@ -51,11 +51,6 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.target == "m2ib",
-        "unknown bench target `{}` (m2ib)",
-        args.target
-    );
     let device = crate::embed::parse_device(&args.device)?;
     tch::set_num_threads(args.threads);
     let model = ClipModel::new(ClipConfig::vit_b32(), device);
@@ -88,6 +83,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             (0..n as u64).collect(),
         )
     };
+    if args.target != "m2ib" {
+        return bench_method(&args, &model, &make(1));
+    }
     let method = M2ib::default();
     let mut result = serde_json::Map::new();
     for (key, n) in [("rust_1", 1usize), ("rust_batch", args.batch)] {
@@ -217,4 +215,35 @@ fn markdown(v: &Value) -> String {
         }
     }
     s + "\n"
+}
+
+/// Seconds per pair of any registered method with its defaults (one pair, after a warm-up), and
+/// the process's peak resident memory, appended to reports/bench/methods.jsonl.
+fn bench_method(args: &BenchArgs, model: &ClipModel, batch: &Batch) -> anyhow::Result<()> {
+    let m = m2ib_attribution::registry::method(&args.target, &Value::Null)?;
+    let runs = time_runs(args.runs, || {
+        m.attribute(model, batch)?;
+        Ok(())
+    })?;
+    let peak_kb: u64 = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    let row = json!({"method": args.target, "params": m.params(), "median_s_per_pair": median(&runs), "runs_s": runs,
+                     "peak_rss_mb": peak_kb as f64 / 1024.0, "threads": args.threads, "model": "openai ViT-B/32 architecture, random weights"});
+    std::fs::create_dir_all(&args.out)?;
+    use std::io::Write;
+    writeln!(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(args.out.join("methods.jsonl"))?,
+        "{row}"
+    )?;
+    println!("{row}");
+    Ok(())
 }
