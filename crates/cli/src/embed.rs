@@ -21,16 +21,7 @@ pub struct EmbedArgs {
     pub device: String,
 }
 
-pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
-    Ok(match s {
-        "cpu" => tch::Device::Cpu,
-        "cuda" => tch::Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => tch::Device::Cuda(n),
-            None => anyhow::bail!("unknown device `{s}` (cpu, cuda, cuda:N)"),
-        },
-    })
-}
+pub use m2ib_runner::run::parse_device;
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
