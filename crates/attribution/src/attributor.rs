@@ -125,6 +125,32 @@ impl Batch {
         }
     }
 
+    /// Splits batched results into one `Attribution` per sample: `maps` [S, H, W], `text` [S, L]
+    /// (padded; each sample keeps its real length).
+    pub fn split(
+        &self,
+        maps: &Tensor,
+        text: &Tensor,
+        params: &Value,
+    ) -> Result<Vec<Attribution>, AttributionError> {
+        let maps = maps.detach().to_device(Device::Cpu);
+        let text = text.detach().to_device(Device::Cpu);
+        (0..self.len())
+            .map(|i| {
+                Ok(Attribution {
+                    image: maps.get(i as i64),
+                    text: Vec::<f32>::try_from(text.get(i as i64).narrow(
+                        0,
+                        0,
+                        self.lengths[i] as i64,
+                    ))?,
+                    content: self.content[i].clone(),
+                    params: params.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// [S, L] float mask of real (non-padding) positions.
     pub fn valid_mask(&self) -> Tensor {
         self.text.attention_mask.to_kind(Kind::Float)

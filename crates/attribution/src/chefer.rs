@@ -83,19 +83,6 @@ impl Attributor for Chefer {
             .gather(1, &pool, false)
             .squeeze_dim(1)
             .to_device(tch::Device::Cpu);
-        (0..batch.len())
-            .map(|i| {
-                Ok(Attribution {
-                    image: maps.get(i as i64),
-                    text: Vec::<f32>::try_from(rows.get(i as i64).narrow(
-                        0,
-                        0,
-                        batch.lengths[i] as i64,
-                    ))?,
-                    content: batch.content[i].clone(),
-                    params: self.params(),
-                })
-            })
-            .collect()
+        batch.split(&maps, &rows, &self.params())
     }
 }

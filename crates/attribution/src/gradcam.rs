@@ -111,19 +111,6 @@ impl Attributor for GradCam {
             .sum_dim_intlist(&[-1i64][..], false, Kind::Float)
             .relu()
             .to_device(tch::Device::Cpu);
-        (0..batch.len())
-            .map(|i| {
-                Ok(Attribution {
-                    image: maps.get(i as i64).detach(),
-                    text: Vec::<f32>::try_from(
-                        text.get(i as i64)
-                            .narrow(0, 0, batch.lengths[i] as i64)
-                            .detach(),
-                    )?,
-                    content: batch.content[i].clone(),
-                    params: self.params(),
-                })
-            })
-            .collect()
+        batch.split(&maps, &text, &self.params())
     }
 }

@@ -348,18 +348,7 @@ impl Attributor for M2ib {
             patch_scores_to_map(&img.scores, vc.grid(), vc.image_size).to_device(tch::Device::Cpu);
         let text = txt.scores.to_device(tch::Device::Cpu);
         let params = self.params();
-        (0..batch.len())
-            .map(|i| {
-                let scores =
-                    Vec::<f32>::try_from(text.get(i as i64).narrow(0, 0, batch.lengths[i] as i64))?;
-                Ok(Attribution {
-                    image: maps.get(i as i64),
-                    text: scores,
-                    content: batch.content[i].clone(),
-                    params: params.clone(),
-                })
-            })
-            .collect()
+        batch.split(&maps, &text, &params)
     }
 }
 

@@ -52,19 +52,6 @@ impl Attributor for Saliency {
         let text = gt
             .norm_scalaropt_dim(2.0, &[-1i64][..], false)
             .to_device(tch::Device::Cpu);
-        (0..batch.len())
-            .map(|i| {
-                Ok(Attribution {
-                    image: maps.get(i as i64),
-                    text: Vec::<f32>::try_from(text.get(i as i64).narrow(
-                        0,
-                        0,
-                        batch.lengths[i] as i64,
-                    ))?,
-                    content: batch.content[i].clone(),
-                    params: self.params(),
-                })
-            })
-            .collect()
+        batch.split(&maps, &text, &self.params())
     }
 }
