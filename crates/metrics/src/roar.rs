@@ -49,11 +49,20 @@ pub struct RoarData {
     pub text_mask_id: i64,
 }
 
-/// One method's maps for every pair (any monotone scale: only ranks matter).
+/// One method's maps for every pair (any monotone scale: only ranks matter). A modality without
+/// maps is left intact, so image and text ROAR+ are scored separately.
 pub struct RoarMaps {
     /// [N, H, W].
-    pub image: Tensor,
-    pub text: Vec<Vec<f32>>,
+    pub image: Option<Tensor>,
+    pub text: Option<Vec<Vec<f32>>>,
+}
+
+/// The clean fine-tuning of one repeat: shared by every method (same split, same batch order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CleanLoss {
+    pub repeat: usize,
+    pub split_seed: u64,
+    pub l_clean: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,15 +82,24 @@ fn removed(n: usize, fraction: f64) -> usize {
 /// The degraded copy of the data.
 pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<Vec<i64>>) {
     let (n, _, h, w) = data.pixels.size4().expect("[N, 3, H, W]");
-    let k = removed((h * w) as usize, fraction) as i64;
-    let flat = maps.image.view([n, h * w]);
-    let top = flat.argsort(1, true).narrow(1, 0, k);
-    let keep = Tensor::ones([n, h * w], (Kind::Float, Device::Cpu)).scatter_value(1, &top, 0.0);
-    let pixels = &data.pixels * keep.view([n, 1, h, w]);
+    let pixels = match &maps.image {
+        None => data.pixels.shallow_clone(),
+        Some(image) => {
+            let k = removed((h * w) as usize, fraction) as i64;
+            let flat = image.view([n, h * w]);
+            let top = flat.argsort(1, true).narrow(1, 0, k);
+            let keep =
+                Tensor::ones([n, h * w], (Kind::Float, Device::Cpu)).scatter_value(1, &top, 0.0);
+            &data.pixels * keep.view([n, 1, h, w])
+        }
+    };
+    let Some(text) = &maps.text else {
+        return (pixels, data.ids.clone());
+    };
     let ids = data
         .ids
         .iter()
-        .zip(&maps.text)
+        .zip(text)
         .zip(&data.content)
         .map(|((ids, s), c)| {
             let mut pos: Vec<usize> = (0..ids.len()).filter(|&p| c[p]).collect();
@@ -171,21 +189,21 @@ fn finetune_and_validate(
     Ok(total / count)
 }
 
-/// ROAR+ for one method: `cfg.repeats` repeats, each a new split; the clean and the degraded
-/// fine-tuning of a repeat see the same batch order.
-pub fn roar_plus(
+fn split_seed_of(cfg: &RoarConfig, r: usize) -> u64 {
+    splitmix64(cfg.seed ^ (r as u64) << 16)
+}
+
+/// L_clean of every repeat (the same for every method: compute it once and share it).
+pub fn roar_clean(
     load: &dyn Fn() -> Result<ClipModel, MetricError>,
     data: &RoarData,
-    maps: &RoarMaps,
     cfg: &RoarConfig,
-) -> Result<Vec<RoarRepeat>, MetricError> {
+) -> Result<Vec<CleanLoss>, MetricError> {
     let n = data.ids.len();
-    let (deg_pixels, deg_ids) = degrade(data, maps, cfg.fraction);
     (0..cfg.repeats)
         .map(|r| {
-            let split_seed = splitmix64(cfg.seed ^ (r as u64) << 16);
+            let split_seed = split_seed_of(cfg, r);
             let (train_idx, val_idx) = split(n, cfg.val_fraction, split_seed);
-            let order = splitmix64(split_seed);
             let l_clean = finetune_and_validate(
                 load,
                 &data.pixels,
@@ -194,8 +212,32 @@ pub fn roar_plus(
                 &val_idx,
                 data,
                 cfg,
-                order,
+                splitmix64(split_seed),
             )?;
+            Ok(CleanLoss {
+                repeat: r,
+                split_seed,
+                l_clean,
+            })
+        })
+        .collect()
+}
+
+/// ROAR+ for one method given the shared clean losses: each repeat fine-tunes on the degraded
+/// data with the clean run's split and batch order.
+pub fn roar_degraded(
+    load: &dyn Fn() -> Result<ClipModel, MetricError>,
+    data: &RoarData,
+    maps: &RoarMaps,
+    cfg: &RoarConfig,
+    clean: &[CleanLoss],
+) -> Result<Vec<RoarRepeat>, MetricError> {
+    let n = data.ids.len();
+    let (deg_pixels, deg_ids) = degrade(data, maps, cfg.fraction);
+    clean
+        .iter()
+        .map(|c| {
+            let (train_idx, val_idx) = split(n, cfg.val_fraction, c.split_seed);
             let l_degraded = finetune_and_validate(
                 load,
                 &deg_pixels,
@@ -204,17 +246,28 @@ pub fn roar_plus(
                 &val_idx,
                 data,
                 cfg,
-                order,
+                splitmix64(c.split_seed),
             )?;
             Ok(RoarRepeat {
-                repeat: r,
-                split_seed,
-                l_clean,
+                repeat: c.repeat,
+                split_seed: c.split_seed,
+                l_clean: c.l_clean,
                 l_degraded,
-                score: (l_degraded - l_clean) / l_clean * 100.0,
+                score: (l_degraded - c.l_clean) / c.l_clean * 100.0,
             })
         })
         .collect()
+}
+
+/// ROAR+ for one method: `cfg.repeats` repeats, each a new split; the clean and the degraded
+/// fine-tuning of a repeat see the same batch order.
+pub fn roar_plus(
+    load: &dyn Fn() -> Result<ClipModel, MetricError>,
+    data: &RoarData,
+    maps: &RoarMaps,
+    cfg: &RoarConfig,
+) -> Result<Vec<RoarRepeat>, MetricError> {
+    roar_degraded(load, data, maps, cfg, &roar_clean(load, data, cfg)?)
 }
 
 #[cfg(test)]
@@ -232,13 +285,16 @@ mod tests {
             text_mask_id: 0,
         };
         let maps = RoarMaps {
-            image: Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.2]).view([1, 2, 2]),
-            text: vec![vec![5.0, 0.1, 0.9, 0.5, 0.2, 5.0]],
+            image: Some(Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.2]).view([1, 2, 2])),
+            text: Some(vec![vec![5.0, 0.1, 0.9, 0.5, 0.2, 5.0]]),
         };
         let (px, ids) = degrade(&data, &maps, 0.5);
         let v = Vec::<f32>::try_from(px.get(0).get(0).flatten(0, -1)).unwrap();
         assert_eq!(v, vec![1.0, 0.0, 0.0, 1.0]);
         assert_eq!(ids[0], vec![9, 1, 0, 0, 4, 10]);
+        let image_only = RoarMaps { text: None, ..maps };
+        let (_, ids) = degrade(&data, &image_only, 0.5);
+        assert_eq!(ids[0], data.ids[0], "text left intact");
     }
 
     #[test]

@@ -69,6 +69,18 @@ pub fn sanity(
 ) -> Result<SanityCurve, MetricError> {
     let model = load()?;
     let original = method.attribute(&model, batch)?;
+    sanity_against(&original, model, method, batch, seed)
+}
+
+/// The cascade against given original explanations (the runner reads them from its map cache);
+/// `model` must be the intact model the originals came from. It is randomised in place.
+pub fn sanity_against(
+    original: &[Attribution],
+    model: ClipModel,
+    method: &dyn Attributor,
+    batch: &Batch,
+    seed: u64,
+) -> Result<SanityCurve, MetricError> {
     // Noise floor: the method with other seeds on the intact model.
     let other = batch.with_seeds(
         batch

@@ -68,13 +68,19 @@ fn roar_plus_detects_removing_the_named_objects() {
     // Text left intact for both (scores all equal, fraction applies to images only via ties).
     let flat_text: Vec<Vec<f32>> = data.ids.iter().map(|r| vec![0.0; r.len()]).collect();
     let true_maps = RoarMaps {
-        image: Tensor::stack(&truth_maps, 0)
-            + Tensor::rand([n as i64, hw, hw], (Kind::Float, Device::Cpu)) * 1e-3,
-        text: flat_text.clone(),
+        image: Some(
+            Tensor::stack(&truth_maps, 0)
+                + Tensor::rand([n as i64, hw, hw], (Kind::Float, Device::Cpu)) * 1e-3,
+        ),
+        text: Some(flat_text.clone()),
     };
     let random_maps = RoarMaps {
-        image: m2ib_clip::rng::seeded_randn(9, &[n as i64, hw, hw], Device::Cpu),
-        text: flat_text,
+        image: Some(m2ib_clip::rng::seeded_randn(
+            9,
+            &[n as i64, hw, hw],
+            Device::Cpu,
+        )),
+        text: Some(flat_text),
     };
     let cfg = RoarConfig {
         repeats: 2,

@@ -85,6 +85,86 @@ pub struct MetricsSpec {
     /// Text protocols: "official", "padded" (the image rule is always the whole map).
     #[serde(default)]
     pub confidence: Vec<String>,
+    /// ROAR+ (dataset-level, dependent jobs over the map cache of the training pairs).
+    pub roar: Option<RoarSpec>,
+    /// Cascading randomisation per chunk, against the cached maps.
+    #[serde(default)]
+    pub sanity: bool,
+}
+
+/// `[metrics.roar]`: which training pairs are explained, degraded and retrained on.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoarSpec {
+    /// Scored separately: "image" (top pixels removed), "text" (top content tokens removed).
+    #[serde(default = "both_modalities")]
+    pub modalities: Vec<String>,
+    /// Pairs of `split` explained and used (80/20 train/validation per split seed).
+    #[serde(default = "sixty_four")]
+    pub n: usize,
+    #[serde(default = "train_split")]
+    pub split: String,
+    #[serde(default = "half")]
+    pub fraction: f64,
+    /// Train/validation splits per repeat (the paper's R = 5 is `repeats` x `splits`).
+    #[serde(default = "one")]
+    pub splits: usize,
+    #[serde(default = "fifty")]
+    pub steps: usize,
+    #[serde(default = "thirty_two")]
+    pub batch_size: usize,
+    #[serde(default = "roar_lr")]
+    pub lr: f64,
+    #[serde(default = "val_fraction")]
+    pub val_fraction: f64,
+}
+
+fn both_modalities() -> Vec<String> {
+    vec!["image".into(), "text".into()]
+}
+fn sixty_four() -> usize {
+    64
+}
+fn train_split() -> String {
+    "train".into()
+}
+fn half() -> f64 {
+    0.5
+}
+fn fifty() -> usize {
+    50
+}
+fn thirty_two() -> usize {
+    32
+}
+fn roar_lr() -> f64 {
+    1e-4
+}
+fn val_fraction() -> f64 {
+    0.2
+}
+
+impl RoarSpec {
+    /// The training pairs as a dataset of their own (same reader, seed and files).
+    pub fn dataset(&self, d: &DatasetSpec) -> DatasetSpec {
+        DatasetSpec {
+            split: self.split.clone(),
+            n: self.n,
+            ..d.clone()
+        }
+    }
+
+    pub fn config(&self, seed: u64) -> m2ib_metrics::roar::RoarConfig {
+        m2ib_metrics::roar::RoarConfig {
+            fraction: self.fraction,
+            repeats: self.splits,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            val_fraction: self.val_fraction,
+            seed,
+        }
+    }
 }
 
 /// One method configuration of the grid.
@@ -177,6 +257,49 @@ impl Experiment {
                         PROTOCOLS.join(", ")
                     ),
                 ));
+            }
+        }
+        if let Some(r) = &exp.metrics.roar {
+            let at = |k: &str| line_of(source, "metrics.roar", k);
+            for m in &r.modalities {
+                if m != "image" && m != "text" {
+                    return Err(err(
+                        at("modalities"),
+                        format!("`metrics.roar.modalities` entry {m:?}; allowed: image, text"),
+                    ));
+                }
+            }
+            if !(r.fraction > 0.0 && r.fraction < 1.0) {
+                return Err(err(
+                    at("fraction"),
+                    format!(
+                        "`metrics.roar.fraction` = {}; allowed: 0 < fraction < 1",
+                        r.fraction
+                    ),
+                ));
+            }
+            if !(r.val_fraction > 0.0 && r.val_fraction < 1.0) {
+                return Err(err(
+                    at("val_fraction"),
+                    format!(
+                        "`metrics.roar.val_fraction` = {}; allowed: 0 < val_fraction < 1",
+                        r.val_fraction
+                    ),
+                ));
+            }
+            if r.n < 5 || r.splits == 0 || r.steps == 0 || r.batch_size < 2 {
+                return Err(err(
+                    at("n"),
+                    "`metrics.roar`: need n >= 5, splits >= 1, steps >= 1, batch_size >= 2".into(),
+                ));
+            }
+            if exp.dataset.reader == "shapes" {
+                crate::samples::split_of(&r.split).map_err(|e| {
+                    err(
+                        at("split"),
+                        e.replace("dataset.split", "metrics.roar.split"),
+                    )
+                })?;
             }
         }
         if exp.methods.is_empty() {

@@ -30,52 +30,191 @@ pub fn canonical(v: &Value) -> String {
     serde_json::to_string(v).expect("json")
 }
 
+/// What a job does. Explain jobs and the ROAR+ map jobs run first; sanity, the shared clean
+/// ROAR+ fine-tuning and then the per-method ROAR+ scores depend on their cached outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// Explain a chunk of samples, cache the maps, compute the per-sample metrics.
+    Explain,
+    /// Explain a chunk of the ROAR+ training pairs (maps only).
+    RoarMaps,
+    /// The clean fine-tuning of a repeat (shared by every method).
+    RoarClean,
+    /// ROAR+ scores of one method configuration and repeat.
+    Roar,
+    /// Cascading randomisation of one chunk against its explain job's maps.
+    Sanity,
+}
+
+impl JobKind {
+    pub fn phase(&self) -> usize {
+        match self {
+            JobKind::Explain | JobKind::RoarMaps => 0,
+            JobKind::Sanity | JobKind::RoarClean => 1,
+            JobKind::Roar => 2,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Explain => "explain",
+            JobKind::RoarMaps => "roar-maps",
+            JobKind::RoarClean => "roar-clean",
+            JobKind::Roar => "roar",
+            JobKind::Sanity => "sanity",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub id: String,
+    pub kind: JobKind,
     pub cell: Cell,
     pub repeat: usize,
     pub chunk: usize,
-    /// Sample indices (into the repeat's subset) of this chunk.
+    /// Sample indices (into the repeat's subset, or the ROAR+ pairs) of this chunk.
     pub samples: Vec<usize>,
+    /// Jobs whose cached output this one reads (computed on the spot when missing, e.g. in
+    /// another shard).
+    pub deps: Vec<Job>,
 }
 
-/// Every job of the experiment: cells x repeats x chunks.
+fn dataset_key(d: &crate::experiment::DatasetSpec) -> String {
+    format!(
+        "{}:{}:{}:{}:{}:{:?}",
+        d.reader, d.split, d.n, d.seed, d.absent, d.file
+    )
+}
+
+fn chunks(n: usize, size: usize) -> Vec<Vec<usize>> {
+    (0..n)
+        .step_by(size)
+        .map(|s| (s..(s + size).min(n)).collect())
+        .collect()
+}
+
+fn id_of(parts: &[&str]) -> String {
+    format!("{:016x}", hash64(parts))
+}
+
+/// Every job of the experiment: cells x repeats x chunks, plus the dependent ROAR+ and sanity
+/// jobs when the metrics ask for them.
 pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> {
     let metrics = serde_json::json!({
         "localization": exp.metrics.localization, "text_localization": exp.metrics.text_localization,
         "confidence": exp.metrics.confidence,
     });
-    let d = &exp.dataset;
-    let dataset = format!(
-        "{}:{}:{}:{}:{}:{:?}",
-        d.reader, d.split, d.n, d.seed, d.absent, d.file
-    );
+    let dataset = dataset_key(&exp.dataset);
     let mut out = vec![];
-    for cell in exp.cells() {
-        for repeat in 0..exp.repeats {
-            for (chunk, start) in (0..n_samples).step_by(exp.chunk_size).enumerate() {
-                let samples: Vec<usize> =
-                    (start..(start + exp.chunk_size).min(n_samples)).collect();
-                let id = hash64(&[
-                    weights_hash,
-                    &dataset,
-                    &cell.method,
-                    &canonical(&cell.params),
-                    &canonical(&metrics),
-                    &repeat.to_string(),
-                    &chunk.to_string(),
-                ]);
-                out.push(Job {
-                    id: format!("{id:016x}"),
+    let clean_cell = Cell {
+        method: "clean".into(),
+        params: serde_json::json!({}),
+    };
+    for repeat in 0..exp.repeats {
+        let r = repeat.to_string();
+        let roar = exp.metrics.roar.as_ref().map(|spec| {
+            let ds = dataset_key(&spec.dataset(&exp.dataset));
+            let spec_key = canonical(&serde_json::to_value(spec).expect("json"));
+            let clean = Job {
+                id: id_of(&[weights_hash, &ds, &spec_key, "roar-clean", &r]),
+                kind: JobKind::RoarClean,
+                cell: clean_cell.clone(),
+                repeat,
+                chunk: 0,
+                samples: (0..spec.n).collect(),
+                deps: vec![],
+            };
+            (ds, spec_key, clean, chunks(spec.n, exp.chunk_size))
+        });
+        if let Some((_, _, clean, _)) = &roar {
+            out.push(clean.clone());
+        }
+        for cell in exp.cells() {
+            let params = canonical(&cell.params);
+            for (chunk, samples) in chunks(n_samples, exp.chunk_size).into_iter().enumerate() {
+                let c = chunk.to_string();
+                let explain = Job {
+                    id: id_of(&[
+                        weights_hash,
+                        &dataset,
+                        &cell.method,
+                        &params,
+                        &canonical(&metrics),
+                        &r,
+                        &c,
+                    ]),
+                    kind: JobKind::Explain,
                     cell: cell.clone(),
                     repeat,
                     chunk,
                     samples,
+                    deps: vec![],
+                };
+                if exp.metrics.sanity {
+                    out.push(Job {
+                        id: id_of(&[
+                            weights_hash,
+                            &dataset,
+                            &cell.method,
+                            &params,
+                            "sanity",
+                            &r,
+                            &c,
+                        ]),
+                        kind: JobKind::Sanity,
+                        deps: vec![explain.clone()],
+                        ..explain.clone()
+                    });
+                }
+                out.push(explain);
+            }
+            if let Some((ds, spec_key, clean, roar_chunks)) = &roar {
+                let maps: Vec<Job> = roar_chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(chunk, samples)| Job {
+                        id: id_of(&[
+                            weights_hash,
+                            ds,
+                            &cell.method,
+                            &params,
+                            "roar-maps",
+                            &r,
+                            &chunk.to_string(),
+                        ]),
+                        kind: JobKind::RoarMaps,
+                        cell: cell.clone(),
+                        repeat,
+                        chunk,
+                        samples: samples.clone(),
+                        deps: vec![],
+                    })
+                    .collect();
+                out.extend(maps.iter().cloned());
+                let mut deps = maps;
+                deps.push(clean.clone());
+                out.push(Job {
+                    id: id_of(&[
+                        weights_hash,
+                        ds,
+                        &cell.method,
+                        &params,
+                        spec_key,
+                        "roar",
+                        &r,
+                    ]),
+                    kind: JobKind::Roar,
+                    cell: cell.clone(),
+                    repeat,
+                    chunk: 0,
+                    samples: vec![],
+                    deps,
                 });
             }
         }
     }
+    out.sort_by_key(|j| j.kind.phase());
     out
 }
 

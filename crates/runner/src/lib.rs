@@ -1,7 +1,9 @@
 //! m2ib-runner: experiment TOML -> jobs -> a worker pool -> Parquet parts (DESIGN.md "Runner and
 //! results"), plus the embedded default's training (`tiny`).
 
+pub mod dependent;
 pub mod experiment;
+pub mod explain;
 pub mod jobs;
 pub mod run;
 pub mod samples;

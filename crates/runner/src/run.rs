@@ -2,21 +2,18 @@
 //! fans the rest over a worker pool (one model copy per device or CPU worker). Each job
 //! explains a chunk of samples, caches the maps, computes the metrics and writes one Parquet part.
 use crate::experiment::{line_of, method_from_cell, Experiment, ExperimentError};
-use crate::jobs::{in_shard, jobs, sample_seed, split_seed, Job};
-use crate::samples::{list, prepare, sample_id, Listed, Prepared};
+use crate::jobs::{in_shard, jobs, split_seed, Job, JobKind};
+use crate::samples::{list, Listed};
 use crate::store::{is_done, write_part, Row};
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use m2ib_attribution::{normalize_image, normalize_text, Attribution, Batch};
 use m2ib_clip::{resolve_layer, Checkpoint, ClipConfig};
-use m2ib_metrics::confidence::{image_change, text_change, TextProtocol};
-use m2ib_metrics::localization::{iou, text_auroc, Threshold};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Barrier, Mutex};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::Device;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -97,167 +94,87 @@ fn weights_hash(dir: &Path) -> anyhow::Result<String> {
     Ok(sha1_smol::Sha1::from(&bytes).digest().to_string()[..16].to_string())
 }
 
-/// Per-row fields of the method's resolved parameters for one modality.
-fn hyper(params: &Value, modality: &str) -> (Option<i64>, Option<f64>, Option<f64>) {
-    let p = params.get(modality).unwrap_or(params);
-    let layer = p
-        .get("layer")
-        .or_else(|| params.get(format!("{modality}_layer")))
-        .and_then(Value::as_i64);
-    (
-        layer,
-        p.get("beta").and_then(Value::as_f64),
-        p.get("sigma").and_then(Value::as_f64),
-    )
+/// What every job of a run reads.
+pub struct RunContext<'a> {
+    pub exp: &'a Experiment,
+    pub out: &'a Path,
+    pub git: String,
+    /// Per repeat: the experiment's samples and the ROAR+ training pairs.
+    pub listed: Vec<Vec<Listed>>,
+    pub roar_listed: Vec<Vec<Listed>>,
 }
 
-struct Context_<'a> {
-    exp: &'a Experiment,
-    out: &'a Path,
-    git: String,
+/// Whether a job's output exists (a rerun skips it).
+fn is_finished(out: &Path, job: &Job) -> bool {
+    match job.kind {
+        JobKind::RoarMaps => crate::explain::maps_path(out, &job.id).exists(),
+        JobKind::RoarClean => crate::dependent::is_clean_done(out, &job.id),
+        _ => is_done(out, &job.id),
+    }
 }
 
-/// One job on one worker's checkpoint.
+/// One job on one worker's checkpoint; returns the number of failed samples.
 fn run_job(
-    ctx: &Context_,
+    ctx: &RunContext,
     ck: &Checkpoint,
     job: &Job,
-    listed: &[Listed],
     device_name: &str,
     threads: i32,
 ) -> anyhow::Result<usize> {
     let exp = ctx.exp;
     let t0 = Instant::now();
-    let method = method_from_cell(&job.cell).map_err(anyhow::Error::msg)?;
-    let subset_seed = split_seed(exp.dataset.seed, job.repeat);
+    let method = if job.kind == JobKind::RoarClean {
+        None
+    } else {
+        Some(method_from_cell(&job.cell).map_err(anyhow::Error::msg)?)
+    };
+    let roar_split = exp.metrics.roar.as_ref().map(|r| r.split.clone());
     let base = Row {
         experiment: exp.name.clone(),
         job_id: job.id.clone(),
         model: exp.model.name.clone(),
         dataset: exp.dataset.reader.clone(),
-        split: exp.dataset.split.clone(),
+        split: match job.kind {
+            JobKind::Roar | JobKind::RoarMaps | JobKind::RoarClean => {
+                roar_split.unwrap_or_default()
+            }
+            _ => exp.dataset.split.clone(),
+        },
         method: job.cell.method.clone(),
-        params: crate::jobs::canonical(&method.params()),
+        params: method
+            .as_ref()
+            .map(|m| crate::jobs::canonical(&m.params()))
+            .unwrap_or_default(),
         repeat: job.repeat as i64,
-        split_seed: subset_seed,
+        split_seed: split_seed(exp.dataset.seed, job.repeat),
         device: device_name.to_string(),
         threads: threads as i64,
         git_revision: ctx.git.clone(),
         ..Row::default()
     };
-    let metric_list: Vec<(&str, &str, String)> = {
-        let mut m = vec![];
-        for mode in &exp.metrics.localization {
-            m.push(("image", "localization_iou", mode.clone()));
-        }
-        if exp.metrics.text_localization {
-            m.push(("text", "localization_auroc", "content".into()));
-        }
-        if !exp.metrics.confidence.is_empty() {
-            m.push(("image", "drop", "whole-map".into()));
-            m.push(("image", "increase", "whole-map".into()));
-        }
-        for p in &exp.metrics.confidence {
-            m.push(("text", "drop", p.clone()));
-            m.push(("text", "increase", p.clone()));
-        }
-        m
-    };
-    let mut rows = vec![];
-    let error_rows = |rows: &mut Vec<Row>, id: &str, seed: u64, err: &str| {
-        for (modality, metric, variant) in &metric_list {
-            rows.push(Row {
-                sample_id: Some(id.to_string()),
-                modality: modality.to_string(),
-                metric: metric.to_string(),
-                metric_variant: variant.clone(),
-                seed,
-                error: Some(err.to_string()),
-                ..base.clone()
-            });
-        }
-    };
-    let mut prepared: Vec<(Prepared, u64)> = vec![];
-    for &i in &job.samples {
-        let l = &listed[i];
-        let seed = sample_seed(exp.seed, sample_id(l), job.repeat, &job.cell.method);
-        match l
-            .as_ref()
-            .map_err(|e| e.1.clone())
-            .and_then(|s| prepare(ck, s))
-        {
-            Ok(p) => prepared.push((p, seed)),
-            Err(e) => error_rows(&mut rows, sample_id(l), seed, &e),
-        }
-    }
-    let mut failed = rows.len() / metric_list.len().max(1);
-    if !prepared.is_empty() {
-        let px: Vec<Tensor> = prepared
-            .iter()
-            .map(|(p, _)| p.pixels.shallow_clone())
-            .collect();
-        let enc: Vec<_> = prepared.iter().map(|(p, _)| p.encoded.clone()).collect();
-        let batch = Batch::new(ck, &px, &enc, prepared.iter().map(|(_, s)| *s).collect());
-        match method.attribute(&ck.model, &batch) {
-            Err(e) => {
-                for (p, s) in &prepared {
-                    error_rows(&mut rows, &p.id, *s, &e.to_string());
-                }
-                failed += prepared.len();
-            }
-            Ok(atts) => {
-                cache_maps(ctx.out, &job.id, &prepared, &atts)?;
-                let (img_e, txt_e) = tch::no_grad(|| {
-                    (
-                        ck.model.image_features(&batch.pixels),
-                        ck.model.text_features(&batch.text),
-                    )
-                });
-                for (k, ((p, seed), a)) in prepared.iter().zip(&atts).enumerate() {
-                    let mut sample_rows = vec![];
-                    let r = sample_metrics(
-                        ck,
-                        exp,
-                        p,
-                        a,
-                        &batch,
-                        k,
-                        &img_e,
-                        &txt_e,
-                        &metric_list,
-                        &mut sample_rows,
-                    );
-                    if let Err(e) = r {
-                        error_rows(&mut rows, &p.id, *seed, &e);
-                        failed += 1;
-                        continue;
-                    }
-                    for (modality, metric, variant, value) in sample_rows {
-                        let (layer, beta, sigma) = hyper(&a.params, modality);
-                        let (value, error) = match value {
-                            Ok(v) if v.is_finite() => (Some(v), None),
-                            Ok(v) => (None, Some(format!("non-finite value {v}"))),
-                            Err(e) => (None, Some(e)),
-                        };
-                        rows.push(Row {
-                            sample_id: Some(p.id.clone()),
-                            modality: modality.to_string(),
-                            metric: metric.to_string(),
-                            metric_variant: variant,
-                            layer,
-                            beta,
-                            sigma,
-                            var: sigma.map(|s| s * s),
-                            seed: *seed,
-                            value,
-                            error,
-                            ..base.clone()
-                        });
-                    }
+    let (mut rows, failed) = match job.kind {
+        JobKind::Explain => crate::explain::explain_job(ctx, ck, job, &base)?,
+        JobKind::RoarMaps => {
+            let chunk = crate::explain::prepare_chunk(exp, ck, job, &ctx.roar_listed[job.repeat]);
+            if !chunk.prepared.is_empty() {
+                let batch = crate::explain::batch_of(ck, &chunk.prepared);
+                let m = method.as_ref().expect("method");
+                if let Err(e) =
+                    crate::explain::maps_of(ctx.out, ck, job, m.as_ref(), &chunk, &batch)?
+                {
+                    // The ROAR+ job reports it (computing again finds the same failure).
+                    eprintln!("roar maps of job {}: {e}", job.id);
                 }
             }
+            return Ok(chunk.failed.len());
         }
-    }
+        JobKind::RoarClean => {
+            crate::dependent::roar_clean_job(ctx, ck, job)?;
+            return Ok(0);
+        }
+        JobKind::Roar => (crate::dependent::roar_job(ctx, ck, job, &base)?, 0),
+        JobKind::Sanity => (crate::dependent::sanity_job(ctx, ck, job, &base)?, 0),
+    };
     let wall = t0.elapsed().as_secs_f64() * 1000.0 / rows.len().max(1) as f64;
     for r in &mut rows {
         r.wall_ms = wall;
@@ -265,121 +182,6 @@ fn run_job(
     write_part(ctx.out, &job.id, &rows)
         .with_context(|| format!("writing the part of job {}", job.id))?;
     Ok(failed)
-}
-
-type MetricRow = (&'static str, &'static str, String, Result<f64, String>);
-
-#[allow(clippy::too_many_arguments)]
-fn sample_metrics(
-    ck: &Checkpoint,
-    exp: &Experiment,
-    p: &Prepared,
-    a: &Attribution,
-    batch: &Batch,
-    k: usize,
-    img_e: &Tensor,
-    txt_e: &Tensor,
-    metric_list: &[(&str, &str, String)],
-    out: &mut Vec<MetricRow>,
-) -> Result<(), String> {
-    let image = normalize_image(&a.image).map_err(|e| e.to_string())?;
-    let text = normalize_text(&a.text, &a.content).map_err(|e| e.to_string())?;
-    let (h, w) = (image.size()[0] as usize, image.size()[1] as usize);
-    let flat: Vec<f32> =
-        Vec::try_from(image.flatten(0, -1)).map_err(|e: tch::TchError| e.to_string())?;
-    let ids = &p.encoded.ids;
-    let pool =
-        i64::try_from(batch.text.pool_index.get(k as i64)).map_err(|e| e.to_string())? as usize;
-    let image_conf = if exp.metrics.confidence.is_empty() {
-        None
-    } else {
-        Some(
-            image_change(&ck.model, &p.pixels, &image, &txt_e.get(k as i64))
-                .map_err(|e| e.to_string())?,
-        )
-    };
-    for (modality, metric, variant) in metric_list {
-        let v: Result<f64, String> = match (*modality, *metric) {
-            ("image", "localization_iou") => match &p.boxes {
-                None => Err("sample has no boxes".into()),
-                Some(b) => iou(
-                    &flat,
-                    h,
-                    w,
-                    b,
-                    if variant == "percentile" {
-                        Threshold::Percentile
-                    } else {
-                        Threshold::Value
-                    },
-                )
-                .map_err(|e| e.to_string()),
-            },
-            ("text", "localization_auroc") => match &p.present {
-                None => Err("sample has no token ground truth".into()),
-                Some(present) => text_auroc(&text, &a.content, present).map_err(|e| e.to_string()),
-            },
-            ("image", "drop") => Ok(image_conf.expect("confidence").drop()),
-            ("image", "increase") => Ok(image_conf.expect("confidence").increase()),
-            ("text", m) => {
-                let protocol = if variant == "official" {
-                    TextProtocol::Official
-                } else {
-                    TextProtocol::Padded
-                };
-                text_change(
-                    &ck.model,
-                    ids,
-                    &a.text,
-                    &img_e.get(k as i64),
-                    protocol,
-                    batch.text_mask_id,
-                    ck.tokenizer.end_id,
-                    pool,
-                )
-                .map(|c| if m == "drop" { c.drop() } else { c.increase() })
-                .map_err(|e| e.to_string())
-            }
-            _ => continue,
-        };
-        let m: &'static str = match *metric {
-            "localization_iou" => "localization_iou",
-            "localization_auroc" => "localization_auroc",
-            "drop" => "drop",
-            _ => "increase",
-        };
-        out.push((
-            if *modality == "image" {
-                "image"
-            } else {
-                "text"
-            },
-            m,
-            variant.clone(),
-            v,
-        ));
-    }
-    Ok(())
-}
-
-/// `maps/<job_id>.safetensors`: each sample's raw image map and token scores, written atomically.
-fn cache_maps(
-    out: &Path,
-    job_id: &str,
-    prepared: &[(Prepared, u64)],
-    atts: &[Attribution],
-) -> anyhow::Result<()> {
-    let dir = out.join("maps");
-    std::fs::create_dir_all(&dir)?;
-    let mut named = vec![];
-    for ((p, _), a) in prepared.iter().zip(atts) {
-        named.push((format!("{}.image", p.id), a.image.shallow_clone()));
-        named.push((format!("{}.text", p.id), Tensor::from_slice(&a.text)));
-    }
-    let tmp = dir.join(format!(".{job_id}.tmp-{}", std::process::id()));
-    Tensor::write_safetensors(&named, &tmp)?;
-    std::fs::rename(&tmp, dir.join(format!("{job_id}.safetensors")))?;
-    Ok(())
 }
 
 pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
@@ -401,24 +203,27 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         .collect();
     let todo: Vec<Job> = mine
         .iter()
-        .filter(|j| !is_done(&out, &j.id))
+        .filter(|j| !is_finished(&out, j))
         .cloned()
         .collect();
     let devices = exp.device_list().map_err(anyhow::Error::msg)?;
     if opts.dry_run {
+        let explain = all.iter().filter(|j| j.kind == JobKind::Explain).count();
         println!(
-            "{} jobs ({} cells x {} repeats x {} chunks); {} in this shard, {} already done",
+            "{} jobs: {explain} explain ({} cells x {} repeats x {} chunks), {} dependent (ROAR+, sanity); {} in this shard, {} already done",
             all.len(),
             exp.cells().len(),
             exp.repeats,
             n.div_ceil(exp.chunk_size),
+            all.len() - explain,
             mine.len(),
             mine.len() - todo.len()
         );
         for j in &mine {
             println!(
-                "{}  {:<12} repeat {} chunk {}  {}",
+                "{}  {:<10} {:<12} repeat {} chunk {}  {}",
                 j.id,
+                j.kind.name(),
                 j.cell.method,
                 j.repeat,
                 j.chunk,
@@ -447,7 +252,26 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         .map(|r| list(&exp.dataset, split_seed(exp.dataset.seed, r)))
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
-    let queue = Mutex::new(todo.iter().cloned().collect::<VecDeque<Job>>());
+    let roar_listed: Vec<Vec<Listed>> = match &exp.metrics.roar {
+        None => vec![vec![]; exp.repeats],
+        Some(r) => (0..exp.repeats)
+            .map(|k| list(&r.dataset(&exp.dataset), split_seed(exp.dataset.seed, k)))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
+    };
+    // One queue per phase; workers wait for each other between phases (dependent jobs read the
+    // cache the previous phase wrote).
+    let phases: Vec<Mutex<VecDeque<Job>>> = (0..3)
+        .map(|p| {
+            Mutex::new(
+                todo.iter()
+                    .filter(|j| j.kind.phase() == p)
+                    .cloned()
+                    .collect(),
+            )
+        })
+        .collect();
+    let barrier = Barrier::new(devices.len());
     let mp = MultiProgress::new();
     if opts.quiet {
         mp.set_draw_target(ProgressDrawTarget::hidden());
@@ -457,10 +281,12 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         "{bar:30} {pos}/{len} jobs  {per_sec}  eta {eta}  {msg}",
     )?);
     let failed = Mutex::new(0usize);
-    let ctx = Context_ {
+    let ctx = RunContext {
         exp: &exp,
         out: &out,
         git,
+        listed,
+        roar_listed,
     };
     let threads = exp.threads_per_worker;
     if devices.iter().all(|d| d == "cpu") {
@@ -469,8 +295,8 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let errors: Mutex<Vec<String>> = Mutex::new(vec![]);
     std::thread::scope(|s| {
         for (w, dev) in devices.iter().enumerate() {
-            let (queue, overall, failed, ctx, listed, errors) =
-                (&queue, &overall, &failed, &ctx, &listed, &errors);
+            let (phases, barrier, overall, failed, ctx, errors) =
+                (&phases, &barrier, &overall, &failed, &ctx, &errors);
             let line = mp.add(ProgressBar::new_spinner());
             line.set_style(
                 ProgressStyle::with_template("  worker {prefix} {msg}").expect("template"),
@@ -480,31 +306,38 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 let ck = match parse_device(dev)
                     .and_then(|d| Ok(Checkpoint::load(&ctx.exp.model.path, d)?))
                 {
-                    Ok(c) => c,
+                    Ok(c) => Some(c),
                     Err(e) => {
                         errors
                             .lock()
                             .unwrap()
                             .push(format!("worker {w} ({dev}): {e:#}"));
-                        return;
+                        None
                     }
                 };
-                loop {
-                    let Some(job) = queue.lock().unwrap().pop_front() else {
-                        break;
-                    };
-                    line.set_message(format!(
-                        "{} repeat {} chunk {}",
-                        job.cell.method, job.repeat, job.chunk
-                    ));
-                    match run_job(ctx, &ck, &job, &listed[job.repeat], dev, threads) {
-                        Ok(f) => *failed.lock().unwrap() += f,
-                        Err(e) => errors
-                            .lock()
-                            .unwrap()
-                            .push(format!("job {}: {e:#}", job.id)),
+                for queue in phases {
+                    while let Some(ck) = &ck {
+                        let Some(job) = queue.lock().unwrap().pop_front() else {
+                            break;
+                        };
+                        line.set_message(format!(
+                            "{} {} repeat {} chunk {}",
+                            job.kind.name(),
+                            job.cell.method,
+                            job.repeat,
+                            job.chunk
+                        ));
+                        match run_job(ctx, ck, &job, dev, threads) {
+                            Ok(f) => *failed.lock().unwrap() += f,
+                            Err(e) => errors.lock().unwrap().push(format!(
+                                "job {} ({}): {e:#}",
+                                job.id,
+                                job.kind.name()
+                            )),
+                        }
+                        overall.inc(1);
                     }
-                    overall.inc(1);
+                    barrier.wait();
                 }
                 line.finish_and_clear();
             });

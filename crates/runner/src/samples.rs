@@ -2,7 +2,7 @@
 //! prepared for the model (decoded, preprocessed, tokenized, boxes mapped) with per-sample errors.
 use crate::experiment::DatasetSpec;
 use crate::jobs::hash64;
-use m2ib_clip::{decode_image, Checkpoint, Encoded, Rgb8};
+use m2ib_clip::{decode_image, Checkpoint, ClipTokenizer, Encoded, Preprocessor, Rgb8};
 use m2ib_data::readers::{cc, mscxr};
 use m2ib_data::shapes::{generate, Split};
 use m2ib_data::{ImageSource, Sample};
@@ -121,6 +121,36 @@ pub struct Prepared {
 }
 
 pub fn prepare(ck: &Checkpoint, s: &Sample) -> Result<Prepared, String> {
+    prepare_cpu(&ck.preprocessor, &ck.tokenizer, s).map(|c| c.finish(&ck.preprocessor))
+}
+
+/// The CPU half of `prepare` (no tensors, so it runs on rayon threads).
+pub struct PreparedCpu {
+    id: String,
+    crop: Rgb8,
+    encoded: Encoded,
+    boxes: Option<Vec<[f64; 4]>>,
+    present: Option<Vec<bool>>,
+}
+
+impl PreparedCpu {
+    pub fn finish(self, pre: &Preprocessor) -> Prepared {
+        Prepared {
+            pixels: pre.to_tensor(&self.crop),
+            id: self.id,
+            crop: self.crop,
+            encoded: self.encoded,
+            boxes: self.boxes,
+            present: self.present,
+        }
+    }
+}
+
+pub fn prepare_cpu(
+    pre: &Preprocessor,
+    tok: &ClipTokenizer,
+    s: &Sample,
+) -> Result<PreparedCpu, String> {
     let img = match &s.image {
         ImageSource::Path(p) => decode_image(p).map_err(|e| e.to_string())?,
         ImageSource::Rgb {
@@ -129,16 +159,14 @@ pub fn prepare(ck: &Checkpoint, s: &Sample) -> Result<Prepared, String> {
             data,
         } => Rgb8::new(*width, *height, data.clone()),
     };
-    let crop = ck.preprocessor.resize_crop(&img);
-    let pixels = ck.preprocessor.to_tensor(&crop);
-    let encoded = ck
-        .tokenizer
+    let crop = pre.resize_crop(&img);
+    let encoded = tok
         .encode(&s.caption)
         .map_err(|e| format!("caption: {e}"))?;
     let boxes = (!s.boxes.is_empty()).then(|| {
         s.boxes
             .iter()
-            .filter_map(|b| ck.preprocessor.map_box(img.width, img.height, *b))
+            .filter_map(|b| pre.map_box(img.width, img.height, *b))
             .collect()
     });
     let present = s.extra.get("present_words").map(|w| {
@@ -149,10 +177,9 @@ pub fn prepare(ck: &Checkpoint, s: &Sample) -> Result<Prepared, String> {
             .map(|t| words.contains(&t.trim_end_matches("</w>").to_lowercase().as_str()))
             .collect()
     });
-    Ok(Prepared {
+    Ok(PreparedCpu {
         id: s.id.clone(),
         crop,
-        pixels,
         encoded,
         boxes,
         present,

@@ -145,3 +145,94 @@ fn dry_run_counts_and_layer_range_is_checked_against_the_model() {
     );
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// ROAR+ and sanity run as dependent jobs over the map cache; in a shard whose dependencies
+/// live in the other shard they are computed on the spot, with the same values.
+#[test]
+fn roar_and_sanity_are_dependent_jobs() {
+    let d = tmp("c");
+    let exp = experiment(&d, 2);
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("image_layer = [1, 3]", "image_layer = 3")
+        .replace("[methods.gradcam]\n", "")
+        + "sanity = true\n[metrics.roar]\nn = 10\nsteps = 3\nbatch_size = 4\nsplits = 2\n";
+    std::fs::write(&exp, text).unwrap();
+    let a = d.join("one");
+    let s = run(&exp, &opts(&a)).unwrap();
+    // 2 cells x 3 chunks explain + as many sanity; 1 clean; 2 cells x (5 map chunks + 1 roar).
+    assert_eq!(s.total, 6 + 6 + 1 + 2 * 6);
+    let df = read_all(&[a.clone()]).unwrap();
+    let filter = |metric: &str| {
+        let mask: BooleanChunked = df
+            .column("metric")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|m| Some(m == Some(metric)))
+            .collect();
+        df.filter(&mask).unwrap()
+    };
+    let roar = filter("roar");
+    // 2 methods x 2 modalities x 2 splits, dataset-level (no sample id), all finite.
+    assert_eq!(roar.height(), 8);
+    assert_eq!(roar.column("sample_id").unwrap().null_count(), 8);
+    assert_eq!(roar.column("value").unwrap().null_count(), 0);
+    assert!(roar
+        .column("split")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .all(|s| s == Some("train")));
+    // Sanity: 5 samples x 3 similarities x (steps) per method, plus the noise floor.
+    let steps: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(a.join("maps/sanity-steps.json")).unwrap())
+            .unwrap();
+    assert!(steps.len() > 5, "{steps:?}");
+    assert_eq!(filter("sanity").height(), 2 * 5 * 3 * steps.len());
+    assert_eq!(filter("sanity_noise_floor").height(), 2 * 5 * 3);
+    // The maps of the training pairs and the clean losses are cached.
+    let cached = std::fs::read_dir(a.join("maps")).unwrap().count();
+    assert!(cached >= 6 + 10 + 1, "{cached} cache files");
+    // Shards: dependencies computed where they are missing give the same values.
+    let (b, c) = (d.join("s0"), d.join("s1"));
+    for (k, o) in [(0, &b), (1, &c)] {
+        run(
+            &exp,
+            &RunOptions {
+                shard: Some((k, 2)),
+                ..opts(o)
+            },
+        )
+        .unwrap();
+    }
+    let sorted = |df: DataFrame| {
+        df.sort(
+            [
+                "job_id",
+                "sample_id",
+                "modality",
+                "metric",
+                "metric_variant",
+                "step",
+            ],
+            Default::default(),
+        )
+        .unwrap()
+    };
+    let cols = [
+        "job_id",
+        "sample_id",
+        "modality",
+        "metric",
+        "metric_variant",
+        "step",
+        "value",
+    ];
+    let one = sorted(read_all(&[a]).unwrap().select(cols).unwrap());
+    let two = sorted(read_all(&[b, c]).unwrap().select(cols).unwrap());
+    assert!(one.equals_missing(&two));
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -1,0 +1,365 @@
+//! Explain jobs: prepare a chunk of samples (decoding and preprocessing in parallel with rayon),
+//! get their maps from the map cache or compute and cache them atomically, then score the
+//! per-sample metrics (localization, confidence drop / increase) from those maps.
+use crate::experiment::{method_from_cell, Experiment};
+use crate::jobs::{sample_seed, Job};
+use crate::run::RunContext;
+use crate::samples::{prepare_cpu, sample_id, Listed, Prepared, PreparedCpu};
+use crate::store::Row;
+use anyhow::Context;
+use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
+use m2ib_clip::Checkpoint;
+use m2ib_metrics::confidence::{image_change, text_change, TextProtocol};
+use m2ib_metrics::localization::{iou, text_auroc, Threshold};
+use rayon::prelude::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// A chunk's samples that loaded (with their seeds) and those that did not (id, seed, reason).
+pub struct Chunk {
+    pub prepared: Vec<(Prepared, u64)>,
+    pub failed: Vec<(String, u64, String)>,
+}
+
+/// Decodes, preprocesses and tokenizes the job's samples; CPU work in parallel.
+pub fn prepare_chunk(exp: &Experiment, ck: &Checkpoint, job: &Job, listed: &[Listed]) -> Chunk {
+    let (pre, tok) = (&ck.preprocessor, &ck.tokenizer);
+    let results: Vec<(String, u64, Result<PreparedCpu, String>)> = job
+        .samples
+        .par_iter()
+        .map(|&i| {
+            let l = &listed[i];
+            let id = sample_id(l).to_string();
+            let seed = sample_seed(exp.seed, &id, job.repeat, &job.cell.method);
+            let p = l
+                .as_ref()
+                .map_err(|e| e.1.clone())
+                .and_then(|s| prepare_cpu(pre, tok, s));
+            (id, seed, p)
+        })
+        .collect();
+    let mut chunk = Chunk {
+        prepared: vec![],
+        failed: vec![],
+    };
+    for (id, seed, p) in results {
+        match p {
+            Ok(p) => chunk.prepared.push((p.finish(pre), seed)),
+            Err(e) => chunk.failed.push((id, seed, e)),
+        }
+    }
+    chunk
+}
+
+pub fn batch_of(ck: &Checkpoint, prepared: &[(Prepared, u64)]) -> Batch {
+    let px: Vec<Tensor> = prepared
+        .iter()
+        .map(|(p, _)| p.pixels.shallow_clone())
+        .collect();
+    let enc: Vec<_> = prepared.iter().map(|(p, _)| p.encoded.clone()).collect();
+    Batch::new(ck, &px, &enc, prepared.iter().map(|(_, s)| *s).collect())
+}
+
+pub fn maps_path(out: &Path, job_id: &str) -> PathBuf {
+    out.join("maps").join(format!("{job_id}.safetensors"))
+}
+
+/// `maps/<job_id>.safetensors`: each sample's raw image map and token scores, written atomically.
+fn write_maps(out: &Path, job_id: &str, chunk: &Chunk, atts: &[Attribution]) -> anyhow::Result<()> {
+    let dir = out.join("maps");
+    std::fs::create_dir_all(&dir)?;
+    let mut named = vec![];
+    for ((p, _), a) in chunk.prepared.iter().zip(atts) {
+        named.push((format!("{}.image", p.id), a.image.shallow_clone()));
+        named.push((format!("{}.text", p.id), Tensor::from_slice(&a.text)));
+    }
+    let tmp = dir.join(format!(".{job_id}.tmp-{}", std::process::id()));
+    Tensor::write_safetensors(&named, &tmp)?;
+    std::fs::rename(&tmp, maps_path(out, job_id))?;
+    Ok(())
+}
+
+fn read_maps(
+    path: &Path,
+    chunk: &Chunk,
+    batch: &Batch,
+    params: &Value,
+) -> anyhow::Result<Vec<Attribution>> {
+    let named: HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .with_context(|| format!("reading the map cache {}", path.display()))?
+        .into_iter()
+        .collect();
+    chunk
+        .prepared
+        .iter()
+        .enumerate()
+        .map(|(k, (p, _))| {
+            let get = |suffix: &str| {
+                named.get(&format!("{}.{suffix}", p.id)).with_context(|| {
+                    format!("{}: no {suffix} map for sample {}", path.display(), p.id)
+                })
+            };
+            Ok(Attribution {
+                image: get("image")?.shallow_clone(),
+                text: Vec::<f32>::try_from(get("text")?)?,
+                content: batch.content[k].clone(),
+                params: params.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The job's maps: from the cache when an earlier run (or shard) made them, otherwise computed
+/// now and cached. `Err` of the inner result: the method failed for the whole chunk.
+pub fn maps_of(
+    out: &Path,
+    ck: &Checkpoint,
+    job: &Job,
+    method: &dyn Attributor,
+    chunk: &Chunk,
+    batch: &Batch,
+) -> anyhow::Result<Result<Vec<Attribution>, String>> {
+    let path = maps_path(out, &job.id);
+    if path.exists() {
+        return Ok(Ok(read_maps(&path, chunk, batch, &method.params())?));
+    }
+    match method.attribute(&ck.model, batch) {
+        Err(e) => Ok(Err(e.to_string())),
+        Ok(atts) => {
+            write_maps(out, &job.id, chunk, &atts)?;
+            Ok(Ok(atts))
+        }
+    }
+}
+
+/// Per-row fields of the method's resolved parameters for one modality.
+pub fn hyper(params: &Value, modality: &str) -> (Option<i64>, Option<f64>, Option<f64>) {
+    let p = params.get(modality).unwrap_or(params);
+    let layer = p
+        .get("layer")
+        .or_else(|| params.get(format!("{modality}_layer")))
+        .and_then(Value::as_i64);
+    (
+        layer,
+        p.get("beta").and_then(Value::as_f64),
+        p.get("sigma").and_then(Value::as_f64),
+    )
+}
+
+/// A metric value or the reason it has none; non-finite values become errors (never averaged).
+pub fn value_row(base: &Row, params: &Value, modality: &str, v: Result<f64, String>) -> Row {
+    let (layer, beta, sigma) = hyper(params, modality);
+    let (value, error) = match v {
+        Ok(v) if v.is_finite() => (Some(v), None),
+        Ok(v) => (None, Some(format!("non-finite value {v}"))),
+        Err(e) => (None, Some(e)),
+    };
+    Row {
+        modality: modality.to_string(),
+        layer,
+        beta,
+        sigma,
+        var: sigma.map(|s| s * s),
+        value,
+        error,
+        ..base.clone()
+    }
+}
+
+/// The (modality, metric, variant) triples an explain job scores.
+fn metric_list(exp: &Experiment) -> Vec<(&'static str, &'static str, String)> {
+    let mut m = vec![];
+    for mode in &exp.metrics.localization {
+        m.push(("image", "localization_iou", mode.clone()));
+    }
+    if exp.metrics.text_localization {
+        m.push(("text", "localization_auroc", "content".into()));
+    }
+    if !exp.metrics.confidence.is_empty() {
+        m.push(("image", "drop", "whole-map".into()));
+        m.push(("image", "increase", "whole-map".into()));
+    }
+    for p in &exp.metrics.confidence {
+        m.push(("text", "drop", p.clone()));
+        m.push(("text", "increase", p.clone()));
+    }
+    m
+}
+
+/// Rows of one explain job; also returns the number of samples that failed.
+pub fn explain_job(
+    ctx: &RunContext,
+    ck: &Checkpoint,
+    job: &Job,
+    base: &Row,
+) -> anyhow::Result<(Vec<Row>, usize)> {
+    let exp = ctx.exp;
+    let method = method_from_cell(&job.cell).map_err(anyhow::Error::msg)?;
+    let metrics = metric_list(exp);
+    let chunk = prepare_chunk(exp, ck, job, &ctx.listed[job.repeat]);
+    let mut rows = vec![];
+    let error_rows = |rows: &mut Vec<Row>, id: &str, seed: u64, err: &str| {
+        for (modality, metric, variant) in &metrics {
+            rows.push(Row {
+                sample_id: Some(id.to_string()),
+                modality: modality.to_string(),
+                metric: metric.to_string(),
+                metric_variant: variant.clone(),
+                seed,
+                error: Some(err.to_string()),
+                ..base.clone()
+            });
+        }
+    };
+    for (id, seed, e) in &chunk.failed {
+        error_rows(&mut rows, id, *seed, e);
+    }
+    let mut failed = chunk.failed.len();
+    if chunk.prepared.is_empty() {
+        return Ok((rows, failed));
+    }
+    let batch = batch_of(ck, &chunk.prepared);
+    let atts = match maps_of(ctx.out, ck, job, method.as_ref(), &chunk, &batch)? {
+        Ok(a) => a,
+        Err(e) => {
+            for (p, s) in &chunk.prepared {
+                error_rows(&mut rows, &p.id, *s, &e);
+            }
+            return Ok((rows, failed + chunk.prepared.len()));
+        }
+    };
+    let (img_e, txt_e) = tch::no_grad(|| {
+        (
+            ck.model.image_features(&batch.pixels),
+            ck.model.text_features(&batch.text),
+        )
+    });
+    for (k, ((p, seed), a)) in chunk.prepared.iter().zip(&atts).enumerate() {
+        let mut sample_rows = vec![];
+        let r = sample_metrics(
+            ck,
+            exp,
+            p,
+            a,
+            &batch,
+            k,
+            &img_e,
+            &txt_e,
+            &metrics,
+            &mut sample_rows,
+        );
+        if let Err(e) = r {
+            error_rows(&mut rows, &p.id, *seed, &e);
+            failed += 1;
+            continue;
+        }
+        for (modality, metric, variant, value) in sample_rows {
+            let b = Row {
+                sample_id: Some(p.id.clone()),
+                metric: metric.to_string(),
+                metric_variant: variant,
+                seed: *seed,
+                ..base.clone()
+            };
+            rows.push(value_row(&b, &a.params, modality, value));
+        }
+    }
+    Ok((rows, failed))
+}
+
+type MetricRow = (&'static str, &'static str, String, Result<f64, String>);
+
+#[allow(clippy::too_many_arguments)]
+fn sample_metrics(
+    ck: &Checkpoint,
+    exp: &Experiment,
+    p: &Prepared,
+    a: &Attribution,
+    batch: &Batch,
+    k: usize,
+    img_e: &Tensor,
+    txt_e: &Tensor,
+    metric_list: &[(&str, &str, String)],
+    out: &mut Vec<MetricRow>,
+) -> Result<(), String> {
+    let image = normalize_image(&a.image).map_err(|e| e.to_string())?;
+    let text = normalize_text(&a.text, &a.content).map_err(|e| e.to_string())?;
+    let (h, w) = (image.size()[0] as usize, image.size()[1] as usize);
+    let flat: Vec<f32> =
+        Vec::try_from(image.flatten(0, -1)).map_err(|e: tch::TchError| e.to_string())?;
+    let ids = &p.encoded.ids;
+    let pool =
+        i64::try_from(batch.text.pool_index.get(k as i64)).map_err(|e| e.to_string())? as usize;
+    let image_conf = if exp.metrics.confidence.is_empty() {
+        None
+    } else {
+        Some(
+            image_change(&ck.model, &p.pixels, &image, &txt_e.get(k as i64))
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    for (modality, metric, variant) in metric_list {
+        let v: Result<f64, String> = match (*modality, *metric) {
+            ("image", "localization_iou") => match &p.boxes {
+                None => Err("sample has no boxes".into()),
+                Some(b) => iou(
+                    &flat,
+                    h,
+                    w,
+                    b,
+                    if variant == "percentile" {
+                        Threshold::Percentile
+                    } else {
+                        Threshold::Value
+                    },
+                )
+                .map_err(|e| e.to_string()),
+            },
+            ("text", "localization_auroc") => match &p.present {
+                None => Err("sample has no token ground truth".into()),
+                Some(present) => text_auroc(&text, &a.content, present).map_err(|e| e.to_string()),
+            },
+            ("image", "drop") => Ok(image_conf.expect("confidence").drop()),
+            ("image", "increase") => Ok(image_conf.expect("confidence").increase()),
+            ("text", m) => {
+                let protocol = if variant == "official" {
+                    TextProtocol::Official
+                } else {
+                    TextProtocol::Padded
+                };
+                text_change(
+                    &ck.model,
+                    ids,
+                    &a.text,
+                    &img_e.get(k as i64),
+                    protocol,
+                    batch.text_mask_id,
+                    ck.tokenizer.end_id,
+                    pool,
+                )
+                .map(|c| if m == "drop" { c.drop() } else { c.increase() })
+                .map_err(|e| e.to_string())
+            }
+            _ => continue,
+        };
+        let m: &'static str = match *metric {
+            "localization_iou" => "localization_iou",
+            "localization_auroc" => "localization_auroc",
+            "drop" => "drop",
+            _ => "increase",
+        };
+        out.push((
+            if *modality == "image" {
+                "image"
+            } else {
+                "text"
+            },
+            m,
+            variant.clone(),
+            v,
+        ));
+    }
+    Ok(())
+}
