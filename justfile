@@ -38,3 +38,16 @@ m2ib *args:
 # Benchmarks against the PyTorch reference in the same run (needs the Python venv: ~6 GB, made once).
 bench target="m2ib":
     {{m2ib}} bench {{target}} --python "$(scripts/python/setup_venv.sh)"
+
+# Rewrite reports/baselines/<experiment>.csv from 3 seeds (only for intended score changes; README "Score guard").
+baseline experiment="smoke":
+    {{m2ib}} baseline {{experiment}} --seeds 0 1 2
+
+# Run an experiment and compare its scores with reports/baselines/<experiment>.csv.
+guard experiment="smoke":
+    {{m2ib}} guard {{experiment}}
+
+# The Table 2 grid on the tune split, its report, and the selected M2IB settings.
+grid experiment="table2":
+    {{m2ib}} run experiments/{{experiment}}_grid.toml
+    {{m2ib}} report {{experiment}}_grid --select drop

@@ -3,6 +3,7 @@ mod attribute;
 mod bench;
 mod data_cmd;
 mod embed;
+mod guard_cmd;
 mod report_cmd;
 mod run_cmd;
 mod train_tiny;
@@ -43,6 +44,10 @@ enum Command {
     Report(report_cmd::ReportArgs),
     /// Run experiments/<name>.toml, then its report and gallery.
     Reproduce(report_cmd::ReproduceArgs),
+    /// Run an experiment under several seeds; write reports/baselines/<name>.csv (scores, tolerances).
+    Baseline(guard_cmd::BaselineArgs),
+    /// Run an experiment and compare its scores with its baseline (fails on drift).
+    Guard(guard_cmd::GuardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Slurm(a) => run_cmd::slurm_cmd(a),
         Command::Report(a) => report_cmd::report_cmd(a),
         Command::Reproduce(a) => report_cmd::reproduce_cmd(a),
+        Command::Baseline(a) => guard_cmd::baseline_cmd(a),
+        Command::Guard(a) => guard_cmd::guard_cmd(a),
     }
 }

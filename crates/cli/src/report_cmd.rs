@@ -12,9 +12,15 @@ use std::path::{Path, PathBuf};
 pub struct ReportArgs {
     /// A run directory (reports/<name>) or an experiment name.
     pub run: String,
+    /// Pick M2IB's best grid cell per modality by this metric (`drop`, `increase`, `roar`,
+    /// `localization_iou`, or `metric:variant`) and write <selected-dir>/<model>.toml.
+    #[arg(long)]
+    pub select: Option<String>,
+    #[arg(long, default_value = "experiments/selected")]
+    pub selected_dir: PathBuf,
 }
 
-fn run_dir(s: &str) -> PathBuf {
+pub fn run_dir(s: &str) -> PathBuf {
     let p = PathBuf::from(s);
     if p.join("results").exists() {
         p
@@ -31,9 +37,27 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
         "{}: no results (run the experiment first)",
         dir.display()
     );
-    let (md, csv) = render(&table(&df)?);
+    let t = table(&df)?;
+    let (md, csv) = render(&t);
     std::fs::write(dir.join("table.md"), &md)?;
     std::fs::write(dir.join("table.csv"), csv)?;
+    let figs = dir.join("figures");
+    std::fs::create_dir_all(&figs)?;
+    sanity_figures(dir, &df)?;
+    // Hyper-parameter heat maps when M2IB ran a grid.
+    let columns: std::collections::BTreeSet<(String, String, String)> =
+        t.values().flat_map(|r| r.keys().cloned()).collect();
+    for c in &columns {
+        let g = m2ib_report::heatmap::m2ib_grid(&t, c);
+        if !g.is_empty() {
+            m2ib_report::heatmap::grid_png(
+                &figs.join(format!("grid_{}_{}_{}.png", c.0, c.1, c.2)),
+                &format!("M2IB grid: {} {} ({}), mean", c.0, c.1, c.2),
+                &g,
+                m2ib_report::table::higher_is_better(&c.1),
+            )?;
+        }
+    }
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -46,10 +70,66 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
     Ok(md)
 }
 
+/// Sanity curves (Figure 4 style) when the run has sanity rows.
+fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result<()> {
+    let steps_file = m2ib_runner::dependent::sanity_steps_path(dir);
+    if !steps_file.exists() {
+        return Ok(());
+    }
+    let steps: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&steps_file)?)?;
+    for (modality, variant, label) in [
+        ("image", "spearman", "image maps: Spearman rank correlation"),
+        ("image", "ssim", "image maps: SSIM"),
+        (
+            "text",
+            "spearman",
+            "token scores: Spearman rank correlation",
+        ),
+    ] {
+        let curves = m2ib_report::curves::sanity_curves(df, modality, variant, steps.len())?;
+        if curves.is_empty() {
+            continue;
+        }
+        m2ib_report::curves::sanity_png(
+            &dir.join("figures")
+                .join(format!("sanity_{modality}_{variant}.png")),
+            &format!("Cascading randomisation, {label} (dashed: noise floor)"),
+            &steps,
+            &curves,
+        )?;
+    }
+    Ok(())
+}
+
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     let dir = run_dir(&a.run);
     println!("{}", report(&dir)?);
-    println!("wrote {}/table.md, table.csv, index.html", dir.display());
+    println!(
+        "wrote {}/table.md, table.csv, figures/, index.html",
+        dir.display()
+    );
+    if let Some(metric) = &a.select {
+        let df = m2ib_runner::store::read_all(&[dir.clone()])?;
+        let model = df
+            .column("model")?
+            .str()?
+            .get(0)
+            .unwrap_or("model")
+            .to_string();
+        let split = df.column("split")?.str()?.get(0).unwrap_or("?").to_string();
+        let choices =
+            m2ib_report::select::select(&table(&df)?, metric).map_err(anyhow::Error::msg)?;
+        let origin = format!(
+            "Selected by `m2ib report {} --select {metric}` from {} ({split} split).",
+            a.run,
+            dir.display()
+        );
+        std::fs::create_dir_all(&a.selected_dir)?;
+        let path = a.selected_dir.join(format!("{model}.toml"));
+        let text = m2ib_report::select::to_toml(&choices, &origin);
+        std::fs::write(&path, &text)?;
+        println!("{text}wrote {}", path.display());
+    }
     Ok(())
 }
 

@@ -36,6 +36,7 @@ pub fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             shard,
             dry_run: a.dry_run,
             quiet: a.quiet,
+            seed: None,
         },
     )?;
     if !a.dry_run {

@@ -15,10 +15,10 @@ pub struct FigureError {
 }
 
 static FONT: Once = Once::new();
-const FONT_FAMILY: &str = "sans-serif";
+pub(crate) const FONT_FAMILY: &str = "sans-serif";
 
 /// Registers the shipped DejaVu Sans (data/fonts) so figures need no system fonts.
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     FONT.call_once(|| {
         let _ = register_font(
             FONT_FAMILY,
@@ -50,7 +50,7 @@ const MAP_WEIGHT: f32 = 0.5;
 const BAR: u32 = 60;
 const TITLE: u32 = 24;
 
-fn err(path: &Path, e: impl ToString) -> FigureError {
+pub(crate) fn err(path: &Path, e: impl ToString) -> FigureError {
     FigureError {
         path: path.display().to_string(),
         message: e.to_string(),

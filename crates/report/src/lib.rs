@@ -2,8 +2,12 @@
 //! runner) tables, curves and the HTML index.
 
 pub mod colormap;
+pub mod curves;
 pub mod figures;
+pub mod guard;
+pub mod heatmap;
 pub mod html;
+pub mod select;
 pub mod table;
 
 pub use figures::{caption_png, overlay_png, FigureError, Overlay, TokenRow};

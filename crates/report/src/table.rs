@@ -39,6 +39,9 @@ fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
         .collect())
 }
 
+/// Rows drawn as figures or kept as detail, not averaged into Table 1.
+pub const NOT_IN_TABLE: [&str; 3] = ["sanity", "sanity_noise_floor", "roar_loss"];
+
 pub fn table(df: &DataFrame) -> PolarsResult<Table> {
     let method = strings(df, "method")?;
     let params = strings(df, "params")?;
@@ -53,6 +56,9 @@ pub fn table(df: &DataFrame) -> PolarsResult<Table> {
         (BTreeMap<i64, Vec<f64>>, usize),
     > = BTreeMap::new();
     for i in 0..df.height() {
+        if NOT_IN_TABLE.contains(&metric[i].as_deref().unwrap_or_default()) {
+            continue;
+        }
         let key = (
             (
                 method[i].clone().unwrap_or_default(),
@@ -108,7 +114,7 @@ pub fn higher_is_better(metric: &str) -> bool {
     !matches!(metric, "drop")
 }
 
-fn short_params(p: &str) -> String {
+pub fn short_params(p: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(p).unwrap_or_default();
     match (v.get("image"), v.get("text")) {
         (Some(i), Some(t)) if i.get("layer").is_some() => format!(

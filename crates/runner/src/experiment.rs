@@ -29,6 +29,9 @@ pub struct Experiment {
     pub methods: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// A TOML of selected settings (`m2ib report <grid> --select <metric>` writes one under
+    /// experiments/selected/): its `[methods.<name>]` tables replace the experiment's own.
+    pub include: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -220,13 +223,30 @@ impl Experiment {
             line,
             message,
         };
-        let exp: Experiment = toml::from_str(source).map_err(|e| {
+        let mut exp: Experiment = toml::from_str(source).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| source[..s.start].matches('\n').count() + 1)
                 .unwrap_or(0);
             err(line, e.message().to_string())
         })?;
+        if let Some(inc) = &exp.include {
+            let at = line_of(source, "", "include");
+            let text = std::fs::read_to_string(inc)
+                .map_err(|e| err(at, format!("`include` = {:?}: {e}", inc.display())))?;
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Selected {
+                methods: BTreeMap<String, toml::Table>,
+            }
+            let sel: Selected = toml::from_str(&text).map_err(|e| {
+                err(
+                    at,
+                    format!("`include` = {:?}: {}", inc.display(), e.message()),
+                )
+            })?;
+            exp.methods.extend(sel.methods);
+        }
         if !READERS.contains(&exp.dataset.reader.as_str()) {
             return Err(err(
                 line_of(source, "dataset", "reader"),

@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub shard: Option<(u64, u64)>,
     pub dry_run: bool,
     pub quiet: bool,
+    /// Replaces the experiment's `seed` (the method seeds; `m2ib baseline` uses it).
+    pub seed: Option<u64>,
 }
 
 pub struct RunSummary {
@@ -185,7 +187,10 @@ fn run_job(
 }
 
 pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
-    let (exp, source) = Experiment::load(path)?;
+    let (mut exp, source) = Experiment::load(path)?;
+    if let Some(seed) = opts.seed {
+        exp.seed = seed;
+    }
     let file = path.display().to_string();
     let config = ClipConfig::from_file(&exp.model.path.join("config.json"))?;
     validate_layers(&exp, &source, &file, &config)?;
@@ -245,6 +250,12 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         serde_json::to_string_pretty(&json!({
             "experiment_file": file, "experiment": source, "git_revision": git, "tool_version": env!("CARGO_PKG_VERSION"),
             "devices": devices, "weights_hash": weights, "shard": opts.shard.map(|s| format!("{}/{}", s.0, s.1)),
+            "seed": exp.seed,
+            "settings": match &exp.include {
+                Some(p) => format!("selected: {} (included)", p.display()),
+                None => "defaults: the experiment file's own values".to_string(),
+            },
+            "selected_settings": exp.include.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
         }))?,
     )?;
     // Samples per repeat, listed once.

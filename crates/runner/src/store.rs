@@ -91,8 +91,10 @@ pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
     let mut df = to_frame(rows)?;
     let tmp = dir.join(format!(".{job_id}.parquet.tmp-{}", std::process::id()));
     {
-        let f = std::fs::File::create(&tmp)?;
-        ParquetWriter::new(f).finish(&mut df)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        ParquetWriter::new(&mut f).finish(&mut df)?;
+        // On disk before the rename makes it visible (a crash leaves no empty part).
+        f.sync_all()?;
     }
     std::fs::rename(&tmp, part_path(out, job_id))?;
     Ok(())
@@ -129,6 +131,7 @@ pub fn read_all(dirs: &[PathBuf]) -> PolarsResult<DataFrame> {
             "modality",
             "metric",
             "metric_variant",
+            "step",
         ],
         SortMultipleOptions::default().with_nulls_last(true),
     )?;

@@ -112,6 +112,18 @@ fn rerun_shards_and_workers() {
     .unwrap();
     assert_eq!(s0.total + s1.total, 12);
     assert!(values(&[b, c]).equals_missing(&df));
+    // Determinism: the same experiment again, into a fresh directory, gives identical values,
+    // and every row records its seed.
+    let fresh = d.join("again");
+    run(&exp, &opts(&fresh)).unwrap();
+    assert!(values(&[fresh]).equals_missing(&df));
+    assert!(df
+        .column("seed")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .iter()
+        .all(|s| s.is_some_and(|s| s != 0)));
     // Two CPU workers (one thread each) equal one worker, bit for bit.
     let exp2 = experiment(&d.join("two"), 2);
     let e = d.join("two/out");

@@ -1,0 +1,93 @@
+//! The CI regression guard of metric scores: experiments/smoke.toml (every method and metric on
+//! the embedded default) against reports/baselines/smoke.csv, and proof that the guard can fail:
+//! one method's cached maps replaced by 1 - map must trip it.
+use m2ib_report::guard::{check, read_baseline};
+use m2ib_report::table::table;
+use m2ib_runner::run::{run, RunOptions};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run_smoke(out: &Path) -> m2ib_report::table::Table {
+    // The experiment names the model relative to the repository root.
+    std::env::set_current_dir(root()).unwrap();
+    run(
+        Path::new("experiments/smoke.toml"),
+        &RunOptions {
+            out: Some(out.to_path_buf()),
+            quiet: true,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    table(&m2ib_runner::store::read_all(&[out.to_path_buf()]).unwrap()).unwrap()
+}
+
+/// 1 - normalised map for every sample of `method`'s explain jobs; their parts are removed so a
+/// rerun recomputes the metrics from the (altered) cache.
+fn invert_cached_maps(out: &Path, method: &str) -> usize {
+    let df = m2ib_runner::store::read_all(&[out.to_path_buf()]).unwrap();
+    let (jobs, methods, metrics) = (
+        df.column("job_id").unwrap().str().unwrap(),
+        df.column("method").unwrap().str().unwrap(),
+        df.column("metric").unwrap().str().unwrap(),
+    );
+    let mut ids: Vec<String> = (0..df.height())
+        .filter(|&i| methods.get(i) == Some(method) && metrics.get(i) == Some("drop"))
+        .filter_map(|i| jobs.get(i).map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    for id in &ids {
+        let p = out.join("maps").join(format!("{id}.safetensors"));
+        let inverted: Vec<(String, Tensor)> = Tensor::read_safetensors(&p)
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| {
+                let n = (&t - t.min()) / (t.max() - t.min());
+                (name, 1.0 - n)
+            })
+            .collect();
+        Tensor::write_safetensors(&inverted, &p).unwrap();
+        std::fs::remove_file(out.join("results").join(format!("{id}.parquet"))).unwrap();
+    }
+    ids.len()
+}
+
+#[test]
+fn smoke_scores_match_the_baseline_and_the_guard_can_fail() {
+    let base = read_baseline(&root().join("reports/baselines/smoke.csv")).unwrap();
+    let out = std::env::temp_dir().join(format!("m2ib-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let t = run_smoke(&out);
+    match check(&t, &base) {
+        Ok(md) => println!("{md}"),
+        Err(md) => panic!(
+            "metric scores drifted from reports/baselines/smoke.csv (rewrite it with `just baseline` \
+             only when the change is intended; README: \"Score guard\"):\n{md}"
+        ),
+    }
+    assert!(
+        base.len() > 40,
+        "the baseline covers every method and metric"
+    );
+    // Saliency's maps turned upside down: the guard must notice.
+    assert!(invert_cached_maps(&out, "saliency") > 0);
+    let t = run_smoke(&out);
+    let e = check(&t, &base).unwrap_err();
+    println!("{e}");
+    assert!(
+        e.contains("| saliency | image | localization_iou") || e.contains("| saliency |"),
+        "{e}"
+    );
+    for line in e.lines().filter(|l| l.contains("DRIFT")) {
+        assert!(
+            line.starts_with("| saliency |"),
+            "only saliency drifts: {line}"
+        );
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
