@@ -1,5 +1,6 @@
 """Golden M2IB outputs from the official algorithm (m2ib_reference.official_m2ib) on the clip
-goldens' checkpoints, several (layer, beta, sigma) settings, sigma != 1 included.
+goldens' checkpoints (including the converted OpenAI-format ViT-B/16 and ViT-L/14-336 ones),
+several (layer, beta, sigma) settings, sigma != 1 included.
 
 Writes crates/attribution/tests/golden/m2ib.safetensors and m2ib.json.
 Run by hand:  $(scripts/python/setup_venv.sh) scripts/python/make_m2ib_goldens.py
@@ -31,6 +32,11 @@ CASES = {
                 ("gray_250x180.png", "the purple triangle next to an orange ring", 44)],
                [(0, 3, 0.1, 1.0), (0, 4, 1.0, 0.5), (0, 1, 0.01, 2.0),
                 (1, 0, 0.1, 1.0), (1, 1, 1.0, 0.3)]),
+    # Converted OpenAI-format checkpoints (make_openai_goldens.py): ViT-B/16 and ViT-L/14-336 grids.
+    "openai_b16": ([("wide_451x300.png", "a red circle", 55)],
+                   [(0, 1, 0.1, 1.0), (1, 0, 1.0, 0.5)]),
+    "openai_l14_336": ([("photo_400x300.jpg", "the purple triangle next to an orange ring", 66)],
+                       [(0, 0, 0.1, 1.0), (1, 1, 0.1, 1.0)]),
 }
 
 
@@ -61,7 +67,7 @@ def main():
                 meta["cases"].append({"key": key, "checkpoint": ck, "image": img, "caption": cap, "seed": seed,
                                       "modality": modality, "layer": layer, "beta": beta, "sigma": sigma,
                                       "official_vs_optimized_max_abs": gap})
-                if ck == "ckpt_b" and modality == 0 and p == 0 and layer == 3:
+                if modality == 0 and p == 0 and (ck.startswith("openai") or (ck == "ckpt_b" and layer == 3)):
                     grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
                     tensors[key + ".map"] = upsample_patch_scores(cap_sum, grid, model.config.vision_config.image_size).contiguous()
                 print(key, "max official-vs-optimized", f"{gap:.2e}")

@@ -133,6 +133,14 @@ fn matches_the_official_algorithm() {
         if let Some(map) = gold.get(&format!("{}.map", c.key)) {
             let vc = &ck.model.config.vision_config;
             let m = patch_scores_to_map(&cap.scores, vc.grid(), vc.image_size).get(0);
+            // ViT-B/32 7x7, B/16 14x14, L/14-336 24x24 grids: the map has the input's size.
+            assert_eq!(m.size(), [vc.image_size, vc.image_size], "{}", c.key);
+            assert_eq!(
+                cap.scores.size()[1],
+                vc.grid() * vc.grid() + 1,
+                "{} (class token + patches)",
+                c.key
+            );
             let e = max_abs(
                 &normalize_image(&m).unwrap(),
                 &normalize_image(map).unwrap(),

@@ -20,6 +20,10 @@ pub struct AttributeArgs {
     /// Hugging Face CLIP checkpoint directory.
     #[arg(long)]
     pub model: PathBuf,
+    /// Model options preset: `hf` (default) or `cxr-repair-compat` (the official M2IB wrapper:
+    /// no text causal mask, last-position pooling, text projection twice).
+    #[arg(long, default_value = "hf")]
+    pub preset: String,
     /// Image file; repeat together with --text for several pairs.
     #[arg(long)]
     pub image: Vec<PathBuf>,
@@ -73,6 +77,7 @@ impl AttributeArgs {
     ) -> Self {
         AttributeArgs {
             model,
+            preset: "hf".into(),
             image,
             text,
             pairs: None,
@@ -241,8 +246,12 @@ fn write_maps(
 
 pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    let ck = Checkpoint::load(&args.model, device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let ck = Checkpoint::load_with(
+        &args.model,
+        device,
+        &m2ib_clip::ModelOptions::preset(&args.preset)?,
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
     let methods = methods(&args)?;
     let pairs = read_pairs(&args)?;
     let bar = ProgressBar::new((pairs.len() * methods.len()) as u64);

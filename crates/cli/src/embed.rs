@@ -9,6 +9,10 @@ pub struct EmbedArgs {
     /// Hugging Face CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
     pub model: PathBuf,
+    /// Model options preset: `hf` (default) or `cxr-repair-compat` (the official M2IB wrapper:
+    /// no text causal mask, last-position pooling, text projection twice).
+    #[arg(long, default_value = "hf")]
+    pub preset: String,
     #[arg(long)]
     pub image: PathBuf,
     #[arg(long)]
@@ -25,8 +29,12 @@ pub use m2ib_runner::run::parse_device;
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
-    let ck = Checkpoint::load(&args.model, device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let ck = Checkpoint::load_with(
+        &args.model,
+        device,
+        &m2ib_clip::ModelOptions::preset(&args.preset)?,
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
     let pixels = ck.image(&args.image)?;
     let text = ck
         .caption(&args.text)

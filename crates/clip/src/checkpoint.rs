@@ -17,6 +17,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Loads and applies model options (e.g. the `cxr-repair-compat` preset).
+    pub fn load_with(dir: &Path, device: Device, options: &crate::ModelOptions) -> Result<Self> {
+        let mut ck = Checkpoint::load(dir, device)?;
+        options.apply(&mut ck)?;
+        Ok(ck)
+    }
+
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let model = ClipModel::load(dir, device)?;
         let tokenizer =

@@ -52,6 +52,37 @@ fn cpu() -> toml::Value {
 pub struct ModelSpec {
     pub name: String,
     pub path: PathBuf,
+    /// `hf` (default) or `cxr-repair-compat` (the official wrapper: no causal mask, last-position
+    /// pooling, text projection twice); the keys below override single options.
+    pub preset: Option<String>,
+    pub text_causal_mask: Option<bool>,
+    /// eos | last | hf-argmax
+    pub text_pool: Option<m2ib_clip::Pooling>,
+    pub text_projection_twice: Option<bool>,
+}
+
+impl ModelSpec {
+    pub fn options(&self) -> Result<m2ib_clip::ModelOptions, String> {
+        let mut o = match &self.preset {
+            Some(p) => m2ib_clip::ModelOptions::preset(p).map_err(|_| {
+                format!(
+                    "`model.preset` = {p:?}; allowed: {}",
+                    m2ib_clip::options::PRESETS.join(", ")
+                )
+            })?,
+            None => m2ib_clip::ModelOptions::default(),
+        };
+        if let Some(v) = self.text_causal_mask {
+            o.text_causal_mask = v;
+        }
+        if let Some(v) = self.text_pool {
+            o.text_pool = v;
+        }
+        if let Some(v) = self.text_projection_twice {
+            o.text_projection_twice = v;
+        }
+        Ok(o)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +277,9 @@ impl Experiment {
                 )
             })?;
             exp.methods.extend(sel.methods);
+        }
+        if let Err(e) = exp.model.options() {
+            return Err(err(line_of(source, "model", "preset"), e));
         }
         if !READERS.contains(&exp.dataset.reader.as_str()) {
             return Err(err(
@@ -512,6 +546,22 @@ n = 4
     }
 
     #[test]
+    fn every_shipped_experiment_parses() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let src = std::fs::read_to_string(&p).unwrap();
+                let exp = Experiment::parse(&src, &p.display().to_string()).unwrap();
+                assert!(!exp.cells().is_empty(), "{}", p.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 6, "{n} experiment files");
+    }
+
+    #[test]
     fn invalid_experiments_name_key_line_and_allowed_values() {
         let cases = [
             (format!("{BASE}[methods.m2ib]\nbeta = -1.0\n"), "beta", 10),
@@ -534,6 +584,18 @@ n = 4
                 format!("{BASE}[methods.m2ib]\nbeta = \"high\"\n"),
                 "invalid type",
                 10,
+            ),
+            (
+                BASE.replace("path = \"x\"", "path = \"x\"\npreset = \"openai\"")
+                    + "[methods.saliency]\n",
+                "`model.preset` = \"openai\"; allowed: hf, cxr-repair-compat",
+                6,
+            ),
+            (
+                BASE.replace("path = \"x\"", "path = \"x\"\ntext_pool = \"first\"")
+                    + "[methods.saliency]\n",
+                "unknown variant `first`, expected one of `eos`, `hf-argmax`, `last`",
+                6,
             ),
             (
                 format!("{BASE}colour = 3\n[methods.saliency]\n"),

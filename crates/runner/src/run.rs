@@ -198,7 +198,13 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(&exp.name));
-    let weights = weights_hash(&exp.model.path)?;
+    let options = exp.model.options().map_err(anyhow::Error::msg)?;
+    // Options change every output, so they are part of every job id.
+    let weights = format!(
+        "{}:{}",
+        weights_hash(&exp.model.path)?,
+        serde_json::to_string(&options)?
+    );
     let n = exp.dataset.n;
     let all = jobs(&exp, &weights, n);
     let mine: Vec<Job> = all
@@ -250,7 +256,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         serde_json::to_string_pretty(&json!({
             "experiment_file": file, "experiment": source, "git_revision": git, "tool_version": env!("CARGO_PKG_VERSION"),
             "devices": devices, "weights_hash": weights, "shard": opts.shard.map(|s| format!("{}/{}", s.0, s.1)),
-            "seed": exp.seed,
+            "seed": exp.seed, "model_options": options,
             "settings": match &exp.include {
                 Some(p) => format!("selected: {} (included)", p.display()),
                 None => "defaults: the experiment file's own values".to_string(),
@@ -306,8 +312,9 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let errors: Mutex<Vec<String>> = Mutex::new(vec![]);
     std::thread::scope(|s| {
         for (w, dev) in devices.iter().enumerate() {
-            let (phases, barrier, overall, failed, ctx, errors) =
-                (&phases, &barrier, &overall, &failed, &ctx, &errors);
+            let (phases, barrier, overall, failed, ctx, errors, options) = (
+                &phases, &barrier, &overall, &failed, &ctx, &errors, &options,
+            );
             let line = mp.add(ProgressBar::new_spinner());
             line.set_style(
                 ProgressStyle::with_template("  worker {prefix} {msg}").expect("template"),
@@ -315,7 +322,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             line.set_prefix(format!("{w} ({dev})"));
             s.spawn(move || {
                 let ck = match parse_device(dev)
-                    .and_then(|d| Ok(Checkpoint::load(&ctx.exp.model.path, d)?))
+                    .and_then(|d| Ok(Checkpoint::load_with(&ctx.exp.model.path, d, &options)?))
                 {
                     Ok(c) => Some(c),
                     Err(e) => {
