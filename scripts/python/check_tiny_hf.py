@@ -1,6 +1,7 @@
 """Checks that data/tiny-shapes-clip loads in transformers' CLIPModel and gives the embeddings
 Rust gives: writes a few shapes scenes with `m2ib data shapes`, embeds each pair with
-`m2ib embed --json` and with transformers (PIL preprocessing), prints the max abs differences.
+`m2ib embed --json` and with transformers (PIL preprocessing), prints the max abs differences and
+saves them as MODEL_DIR/hf_check.json (scripts/tiny_readme.py puts them in the README).
 
 usage: check_tiny_hf.py M2IB_BINARY [MODEL_DIR]
 Run by hand:  $(scripts/python/setup_venv.sh) scripts/python/check_tiny_hf.py $(which m2ib)
@@ -48,7 +49,11 @@ def main():
         worst["image"] = max(worst["image"], (i - torch.tensor(r["image_embedding"])).abs().max().item())
         worst["text"] = max(worst["text"], (t - torch.tensor(r["text_embedding"])).abs().max().item())
         worst["cosine"] = max(worst["cosine"], abs(torch.nn.functional.cosine_similarity(i, t, dim=0).item() - r["cosine"]))
-    print(json.dumps({"pairs": len(rows), "max_abs_difference": worst}))
+    result = {"pairs": len(rows), "max_abs_difference": worst, "transformers": __import__("transformers").__version__}
+    with open(os.path.join(model_dir, "hf_check.json"), "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,19 @@ pub fn md_table_to_html(md: &str) -> String {
     out + "</table>\n"
 }
 
+/// What a figure shows, from its file name.
+fn describe(name: &str) -> &'static str {
+    if name.starts_with("figure1_gallery") {
+        "Figure 1 style: each method's image heat map (jet, normalised per map) and token scores for one scene of the test split."
+    } else if name.starts_with("sanity_") {
+        "Cascading randomisation from the top (projections, final norms, layers, embeddings): mean similarity of each method's maps to its maps on the intact model; dashed: the method's noise floor (two seeds, intact model). A method that passes falls well below its floor."
+    } else if name.starts_with("grid_") {
+        "M2IB's layer x beta x noise grid: one panel per layer, beta on the rows, sigma on the columns; the best cell is outlined."
+    } else {
+        ""
+    }
+}
+
 /// Writes `dir/index.html` from the given (title, markdown table) sections and the PNGs under
 /// `dir/figures`.
 pub fn write_index(
@@ -59,7 +72,12 @@ pub fn write_index(
             html += "<h2>Figures</h2>\n";
         }
         for p in pngs {
-            html += &format!("<h3>{}</h3><img src=\"figures/{}\">\n", esc(&p), esc(&p));
+            html += &format!(
+                "<h3>{}</h3><p>{}</p><img src=\"figures/{}\">\n",
+                esc(&p),
+                esc(describe(&p)),
+                esc(&p)
+            );
         }
     }
     html += "</body></html>\n";
