@@ -63,7 +63,7 @@ pub fn run_table(
             ..RunOptions::default()
         },
     )?;
-    let df = m2ib_runner::store::read_all(&[out.to_path_buf()])?;
+    let (df, _) = m2ib_runner::store::read_current(out)?;
     Ok(table(&df)?)
 }
 

@@ -30,8 +30,14 @@ pub fn run_dir(s: &str) -> PathBuf {
 }
 
 pub fn report(dir: &Path) -> anyhow::Result<String> {
-    let df = m2ib_runner::store::read_all(&[dir.to_path_buf()])
+    let (df, stale) = m2ib_runner::store::read_current(dir)
         .with_context(|| format!("reading {}/results", dir.display()))?;
+    if stale > 0 {
+        eprintln!(
+            "{}: {stale} result rows of jobs the experiment no longer has (an earlier version of its TOML) left out",
+            dir.display()
+        );
+    }
     anyhow::ensure!(
         df.height() > 0,
         "{}: no results (run the experiment first)",
@@ -109,7 +115,7 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
         dir.display()
     );
     if let Some(metric) = &a.select {
-        let df = m2ib_runner::store::read_all(&[dir.clone()])?;
+        let (df, _) = m2ib_runner::store::read_current(&dir)?;
         let model = df
             .column("model")?
             .str()?

@@ -250,6 +250,8 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         });
     }
     std::fs::create_dir_all(&out)?;
+    let ids: Vec<&str> = all.iter().map(|j| j.id.as_str()).collect();
+    std::fs::write(crate::store::jobs_path(&out), serde_json::to_string(&ids)?)?;
     let git = git_revision();
     std::fs::write(
         out.join("run.json"),

@@ -138,6 +138,32 @@ pub fn read_all(dirs: &[PathBuf]) -> PolarsResult<DataFrame> {
     Ok(df)
 }
 
+/// `jobs.json`: the job ids of the experiment as last run into `out` (every shard's).
+pub fn jobs_path(out: &Path) -> PathBuf {
+    out.join("jobs.json")
+}
+
+/// The parts of the experiment's current jobs only: after the TOML changed, parts of jobs that
+/// no longer exist stay on disk (a rerun may need them back) but are not reported. Returns the
+/// frame and the number of rows left out.
+pub fn read_current(out: &Path) -> PolarsResult<(DataFrame, usize)> {
+    let df = read_all(&[out.to_path_buf()])?;
+    let Ok(text) = std::fs::read_to_string(jobs_path(out)) else {
+        return Ok((df, 0));
+    };
+    let ids: std::collections::HashSet<String> = serde_json::from_str(&text)
+        .map_err(|e| polars_err!(ComputeError: "{}: {e}", jobs_path(out).display()))?;
+    let mask: BooleanChunked = df
+        .column("job_id")?
+        .str()?
+        .iter()
+        .map(|j| Some(j.is_some_and(|j| ids.contains(j))))
+        .collect();
+    let kept = df.filter(&mask)?;
+    let left_out = df.height() - kept.height();
+    Ok((kept, left_out))
+}
+
 /// `m2ib merge`: all parts of the given run directories into one Parquet file.
 pub fn merge(dirs: &[PathBuf], out_file: &Path) -> PolarsResult<usize> {
     let mut df = read_all(dirs)?;

@@ -248,3 +248,30 @@ fn roar_and_sanity_are_dependent_jobs() {
     assert!(one.equals_missing(&two));
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// After the TOML changes, parts of jobs it no longer has stay on disk but are not reported.
+#[test]
+fn reports_read_only_the_current_jobs() {
+    let d = tmp("d");
+    let exp = experiment(&d, 1);
+    let out = d.join("out");
+    run(&exp, &opts(&out)).unwrap();
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("[methods.gradcam]\n", "");
+    std::fs::write(&exp, text).unwrap();
+    let s = run(&exp, &opts(&out)).unwrap();
+    assert_eq!((s.total, s.ran), (9, 0), "the other jobs are done already");
+    let all = read_all(std::slice::from_ref(&out)).unwrap();
+    let (current, left_out) = m2ib_runner::store::read_current(&out).unwrap();
+    assert_eq!(left_out, 5 * 9, "gradcam's rows");
+    assert_eq!(current.height() + left_out, all.height());
+    assert!(current
+        .column("method")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .all(|m| m != Some("gradcam")));
+    std::fs::remove_dir_all(&d).ok();
+}
