@@ -80,8 +80,14 @@ pub fn grid_png(
             for (si, s) in sigmas.iter().enumerate() {
                 let (cx, cy) = (x0 + si as i32 * cell, y0 + bi as i32 * cell);
                 let v = grid.get(&(*layer, *b, *s)).copied().unwrap_or(f64::NAN);
+                let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                // Jet's middle (cyan to yellow) is light: dark labels there.
+                let ink = if v.is_finite() && (0.3..0.75).contains(&t) {
+                    BLACK
+                } else {
+                    WHITE
+                };
                 let colour = if v.is_finite() {
-                    let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
                     let c = jet(t as f32);
                     RGBColor(c[0], c[1], c[2])
                 } else {
@@ -107,7 +113,7 @@ pub fn grid_png(
                 root.draw(&Text::new(
                     label,
                     (cx + 8, cy + cell / 2 - 6),
-                    font.clone().color(&WHITE),
+                    font.clone().color(&ink),
                 ))
                 .map_err(|e| err(path, e))?;
             }
