@@ -45,11 +45,21 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
     );
     let t = table(&df)?;
     let (md, csv) = render(&t);
-    std::fs::write(dir.join("table.md"), &md)?;
-    std::fs::write(dir.join("table.csv"), csv)?;
+    let mut sections = vec![];
+    if !t.is_empty() {
+        std::fs::write(dir.join("table.md"), &md)?;
+        std::fs::write(dir.join("table.csv"), csv)?;
+        sections.push(("Table".to_string(), md.clone()));
+    }
     let figs = dir.join("figures");
     std::fs::create_dir_all(&figs)?;
-    sanity_figures(dir, &df)?;
+    if let Some(summary) = sanity_figures(dir, &df)? {
+        std::fs::write(dir.join("sanity.md"), &summary)?;
+        sections.push((
+            "Sanity check: similarity to the intact model's maps after the last randomisation step (noise floor in brackets)".to_string(),
+            summary,
+        ));
+    }
     // Hyper-parameter heat maps when M2IB ran a grid.
     let columns: std::collections::BTreeSet<(String, String, String)> =
         t.values().flat_map(|r| r.keys().cloned()).collect();
@@ -72,16 +82,19 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
         "{} result rows. Each cell: mean over repeats ± standard error across repeat means (± per-sample standard error; n used / n total samples, R repeats). Bold: best per column (lowest for drop).",
         df.height()
     );
-    m2ib_report::html::write_index(dir, &name, &[("Table".into(), md.clone())], &notes)?;
+    m2ib_report::html::write_index(dir, &name, &sections, &notes)?;
     Ok(md)
 }
 
-/// Sanity curves (Figure 4 style) when the run has sanity rows.
-fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result<()> {
+/// Sanity curves (Figure 4 style) when the run has sanity rows, and a Markdown summary: per
+/// method the similarity after the last step next to its noise floor.
+fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result<Option<String>> {
     let steps_file = m2ib_runner::dependent::sanity_steps_path(dir);
     if !steps_file.exists() {
-        return Ok(());
+        return Ok(None);
     }
+    let mut summary: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut header = vec![];
     let steps: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&steps_file)?)?;
     for (modality, variant, label) in [
         ("image", "spearman", "image maps: Spearman rank correlation"),
@@ -96,6 +109,14 @@ fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result
         if curves.is_empty() {
             continue;
         }
+        header.push(format!("{modality} {variant}"));
+        for c in &curves {
+            let last = c.values.last().copied().unwrap_or(f64::NAN);
+            summary
+                .entry(c.method.clone())
+                .or_default()
+                .push(format!("{last:.3} ({:.3})", c.noise_floor));
+        }
         m2ib_report::curves::sanity_png(
             &dir.join("figures")
                 .join(format!("sanity_{modality}_{variant}.png")),
@@ -104,7 +125,15 @@ fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result
             &curves,
         )?;
     }
-    Ok(())
+    let mut md = format!(
+        "| method | {} |\n|---|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for (m, cells) in summary {
+        md += &format!("| {m} | {} |\n", cells.join(" | "));
+    }
+    Ok(Some(md))
 }
 
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
