@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 fn setup() -> (Checkpoint, Batch, HashMap<String, Tensor>) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    );
     let meta: Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("tests/golden/baselines.json")).unwrap(),
     )

@@ -7,7 +7,10 @@ use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
 fn golden() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/golden")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../clip/tests/golden")
 }
 
 fn tmp() -> PathBuf {

@@ -5,7 +5,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn experiment(dir: &Path) -> PathBuf {
-    let ckpt = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/golden/ckpt_b");
+    let ckpt = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../clip/tests/golden/ckpt_b");
     let p = dir.join("exp.toml");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(

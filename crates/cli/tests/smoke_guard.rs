@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 fn run_smoke(out: &Path) -> m2ib_report::table::Table {

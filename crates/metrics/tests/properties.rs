@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/golden/ckpt_b")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../clip/tests/golden/ckpt_b")
 }
 
 fn load() -> Result<ClipModel, MetricError> {
@@ -142,7 +145,10 @@ impl Attributor for Edges {
 }
 
 fn batch(ck: &Checkpoint) -> Batch {
-    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/golden/images");
+    let golden = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../clip/tests/golden/images");
     let px = vec![
         ck.image(&golden.join("tall_300x451.jpg"))
             .unwrap()

@@ -7,7 +7,10 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
 fn experiment(dir: &Path, workers: usize) -> PathBuf {
-    let ckpt = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/golden/ckpt_b");
+    let ckpt = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../clip/tests/golden/ckpt_b");
     let toml = format!(
         r#"
 name = "t"

@@ -8,7 +8,10 @@ use tch::Device;
 
 #[test]
 fn committed_checkpoint_reproduces_its_recorded_scores() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/tiny-shapes-clip");
+    let dir = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../data/tiny-shapes-clip");
     let recorded: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("training.json")).unwrap()).unwrap();
     let ck = Checkpoint::load(&dir, Device::Cpu).unwrap();
