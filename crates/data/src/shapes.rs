@@ -162,6 +162,9 @@ pub fn scene_seed(seed: u64, split: Split, index: u64) -> u64 {
     r.next_u64()
 }
 
+// The 6.28 / 6.283 literals are part of the generator: TAU would change every scene (and the
+// embedded model, trained on them).
+#[allow(clippy::approx_constant)]
 fn background(r: &mut Rng) -> Vec<u8> {
     // Low-frequency colour field plus fine texture: dark, muted, never a shape colour.
     let base: Vec<f64> = (0..3).map(|_| 45.0 + r.f64() * 50.0).collect();
