@@ -29,7 +29,8 @@ pub fn run_dir(s: &str) -> PathBuf {
     }
 }
 
-pub fn report(dir: &Path) -> anyhow::Result<String> {
+/// Writes the report of a run directory; returns Table 1 as Markdown and the results it read.
+pub fn report(dir: &Path) -> anyhow::Result<(String, polars::prelude::DataFrame)> {
     let (df, stale) = m2ib_runner::store::read_current(dir)
         .with_context(|| format!("reading {}/results", dir.display()))?;
     if stale > 0 {
@@ -83,7 +84,7 @@ pub fn report(dir: &Path) -> anyhow::Result<String> {
         df.height()
     );
     m2ib_report::html::write_index(dir, &name, &sections, &notes)?;
-    Ok(md)
+    Ok((md, df))
 }
 
 /// Sanity curves (Figure 4 style) when the run has sanity rows, and a Markdown summary: per
@@ -138,13 +139,13 @@ fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result
 
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     let dir = run_dir(&a.run);
-    println!("{}", report(&dir)?);
+    let (md, df) = report(&dir)?;
+    println!("{md}");
     println!(
         "wrote {}/table.md, table.csv, figures/, index.html",
         dir.display()
     );
     if let Some(metric) = &a.select {
-        let (df, _) = m2ib_runner::store::read_current(&dir)?;
         let model = df
             .column("model")?
             .str()?
@@ -228,7 +229,7 @@ pub fn reproduce_cmd(a: ReproduceArgs) -> anyhow::Result<()> {
     let s = run(&file, &RunOptions::default())?;
     let (exp, _) = m2ib_runner::experiment::Experiment::load(&file)?;
     gallery(&exp, &s.out)?;
-    let md = report(&s.out)?;
+    let (md, _) = report(&s.out)?;
     println!("{md}");
     println!(
         "{}: {} jobs ({} already done) in {:.0}s; see {}/index.html",

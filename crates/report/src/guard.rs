@@ -84,59 +84,42 @@ pub fn to_csv(cells: &[BaselineCell], seeds: &[u64]) -> String {
     s
 }
 
-/// Parses a CSV line with double-quoted fields ("" escapes a quote).
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (vec![], String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            (c, _) => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
 pub fn read_baseline(path: &Path) -> Result<Vec<BaselineCell>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let header = r
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .iter()
+        .collect::<Vec<_>>()
+        .join(",");
+    if header != HEADER {
         return Err(format!("{}: header is not `{HEADER}`", path.display()));
     }
-    lines
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let f = fields(l);
-            let num = |k: usize, name: &str| {
-                f.get(k).and_then(|x| x.parse::<f64>().ok()).ok_or_else(|| {
-                    format!(
-                        "{}:{}: field `{name}` is not a number",
-                        path.display(),
-                        i + 2
-                    )
-                })
-            };
+    r.records()
+        .map(|rec| {
+            let f = rec.map_err(|e| format!("{}: {e}", path.display()))?;
+            let line = f.position().map(|p| p.line()).unwrap_or(0);
             if f.len() < 7 {
                 return Err(format!(
-                    "{}:{}: expected 8 fields, found {}",
+                    "{}:{line}: expected 8 fields, found {}",
                     path.display(),
-                    i + 2,
                     f.len()
                 ));
             }
+            let num = |k: usize, name: &str| {
+                f[k].parse::<f64>().map_err(|_| {
+                    format!("{}:{line}: field `{name}` is not a number", path.display())
+                })
+            };
             Ok(BaselineCell {
-                method: f[0].clone(),
-                params: f[1].clone(),
-                modality: f[2].clone(),
-                metric: f[3].clone(),
-                variant: f[4].clone(),
+                method: f[0].to_string(),
+                params: f[1].to_string(),
+                modality: f[2].to_string(),
+                metric: f[3].to_string(),
+                variant: f[4].to_string(),
                 score: num(5, "score")?,
                 tolerance: num(6, "tolerance")?,
             })

@@ -130,17 +130,18 @@ pub fn roar_job(
     let listed = &ctx.roar_listed[job.repeat];
     let (mut prepared, mut atts): (Vec<_>, Vec<Attribution>) = (vec![], vec![]);
     let mut clean = None;
+    let error_row = |m: &str, reason: String| -> Row {
+        let b = Row {
+            metric: "roar".into(),
+            metric_variant: variant(spec.fraction),
+            ..base.clone()
+        };
+        value_row(&b, &params, m, Err(reason))
+    };
     let fail = |reason: String| -> Vec<Row> {
         spec.modalities
             .iter()
-            .map(|m| {
-                let b = Row {
-                    metric: "roar".into(),
-                    metric_variant: variant(spec.fraction),
-                    ..base.clone()
-                };
-                value_row(&b, &params, m, Err(reason.clone()))
-            })
+            .map(|m| error_row(m, reason.clone()))
             .collect()
     };
     for dep in &job.deps {
@@ -194,16 +195,7 @@ pub fn roar_job(
             }
         };
         match roar_degraded(&|| copy_model(ck), &data, &maps, &cfg, &clean) {
-            Err(e) => rows.push(value_row(
-                &Row {
-                    metric: "roar".into(),
-                    metric_variant: variant(spec.fraction),
-                    ..base.clone()
-                },
-                &params,
-                m,
-                Err(e.to_string()),
-            )),
+            Err(e) => rows.push(error_row(m, e.to_string())),
             Ok(reps) => {
                 for r in reps {
                     let b = Row {
