@@ -1,5 +1,5 @@
 //! Contrastive training (CLIP's symmetric loss with a learnable logit scale), AdamW with linear
-//! warm-up and cosine decay, seeded. `m2ib train-tiny` and ROAR+ both use it.
+//! warm-up and cosine decay. `m2ib train-tiny` and ROAR+ both use it.
 use crate::model::{l2_normalize, ClipModel};
 use crate::text::TextInput;
 use tch::nn::{self, OptimizerConfig};
@@ -14,7 +14,6 @@ pub struct TrainConfig {
     pub lr: f64,
     pub weight_decay: f64,
     pub warmup_steps: usize,
-    pub seed: i64,
     /// The learnt temperature's learning rate relative to `lr` (a lever when it moves too slowly).
     #[serde(default = "one")]
     pub logit_scale_lr_mult: f64,
@@ -31,7 +30,6 @@ impl Default for TrainConfig {
             lr: 1e-3,
             weight_decay: 0.1,
             warmup_steps: 100,
-            seed: 0,
             logit_scale_lr_mult: 1.0,
         }
     }
@@ -84,7 +82,9 @@ pub fn train(
     mut batch: impl FnMut(usize) -> TrainBatch,
     mut on_step: impl FnMut(usize, f64),
 ) -> Result<Vec<f64>, tch::TchError> {
-    tch::manual_seed(cfg.seed);
+    // No draw from libtorch's generator here: it is process-wide, and seeding it outside
+    // `rng::with_seed`'s lock would change what other workers' seeded draws return. Callers
+    // order batches with their own seeded generators.
     model.vs.unfreeze();
     let mut opt = nn::AdamW {
         wd: cfg.weight_decay,

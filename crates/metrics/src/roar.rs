@@ -161,7 +161,6 @@ fn finetune_and_validate(
         lr: cfg.lr,
         weight_decay: 0.0,
         warmup_steps: (cfg.steps / 10).max(1),
-        seed: order_seed as i64,
         logit_scale_lr_mult: 1.0,
     };
     let mut s = order_seed;

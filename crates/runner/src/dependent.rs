@@ -106,7 +106,7 @@ fn clean_losses(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<
         &roar_config(ctx, job.repeat),
     )?;
     std::fs::create_dir_all(path.parent().expect("maps dir"))?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = crate::store::temp_beside(&path);
     std::fs::write(&tmp, serde_json::to_string_pretty(&clean)?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(clean)
@@ -299,7 +299,7 @@ pub fn sanity_job(
         };
     let steps_file = sanity_steps_path(ctx.out);
     if !steps_file.exists() {
-        let tmp = steps_file.with_extension(format!("tmp-{}", std::process::id()));
+        let tmp = crate::store::temp_beside(&steps_file);
         std::fs::write(&tmp, serde_json::to_string(&names)?)?;
         std::fs::rename(&tmp, &steps_file)?;
     }

@@ -75,7 +75,7 @@ fn write_maps(out: &Path, job_id: &str, chunk: &Chunk, atts: &[Attribution]) -> 
         named.push((format!("{}.image", p.id), a.image.shallow_clone()));
         named.push((format!("{}.text", p.id), Tensor::from_slice(&a.text)));
     }
-    let tmp = dir.join(format!(".{job_id}.tmp-{}", std::process::id()));
+    let tmp = crate::store::temp_beside(&maps_path(out, job_id));
     Tensor::write_safetensors(&named, &tmp)?;
     std::fs::rename(&tmp, maps_path(out, job_id))?;
     Ok(())

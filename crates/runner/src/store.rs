@@ -84,12 +84,25 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     )
 }
 
+/// A temp-file name beside `path`, unique per process and call: workers of one run may write the
+/// same cache file at once (a dependency computed on the spot, the sanity step names), and each
+/// must rename its own complete file.
+pub fn temp_beside(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
 /// Writes one job's rows as `results/<job_id>.parquet`, atomically.
 pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
     let dir = results_dir(out);
     std::fs::create_dir_all(&dir)?;
     let mut df = to_frame(rows)?;
-    let tmp = dir.join(format!(".{job_id}.parquet.tmp-{}", std::process::id()));
+    let tmp = temp_beside(&part_path(out, job_id));
     {
         let mut f = std::fs::File::create(&tmp)?;
         ParquetWriter::new(&mut f).finish(&mut df)?;
@@ -167,7 +180,7 @@ pub fn read_current(out: &Path) -> PolarsResult<(DataFrame, usize)> {
 /// `m2ib merge`: all parts of the given run directories into one Parquet file.
 pub fn merge(dirs: &[PathBuf], out_file: &Path) -> PolarsResult<usize> {
     let mut df = read_all(dirs)?;
-    let tmp = out_file.with_extension("parquet.tmp");
+    let tmp = temp_beside(out_file);
     ParquetWriter::new(std::fs::File::create(&tmp)?).finish(&mut df)?;
     std::fs::rename(&tmp, out_file)?;
     Ok(df.height())

@@ -297,7 +297,6 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
         lr: args.lr,
         weight_decay: 0.1,
         warmup_steps: (args.steps / 20).max(1),
-        seed: args.seed as i64,
         logit_scale_lr_mult: args.logit_scale_lr_mult,
     };
     let bar = ProgressBar::new(args.steps as u64);

@@ -232,6 +232,7 @@ fn roar_and_sanity_are_dependent_jobs() {
                 "metric",
                 "metric_variant",
                 "step",
+                "value",
             ],
             Default::default(),
         )

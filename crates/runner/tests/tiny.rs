@@ -88,7 +88,6 @@ fn a_few_training_steps_lower_the_loss() {
         lr: 3e-3,
         warmup_steps: 3,
         weight_decay: 0.0,
-        seed: 0,
         logit_scale_lr_mult: 1.0,
     };
     let losses = train(&mut model, &cfg, |_| batch(), |_, _| {}).unwrap();
