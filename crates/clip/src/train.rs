@@ -51,10 +51,19 @@ pub struct TrainBatch {
     pub pixels: Tensor,
     pub text: TextInput,
     pub negatives: Option<TextInput>,
+    /// [B, B] bool, true where caption j (j != i) is also true of image i: left out of both
+    /// directions' softmax instead of being pushed apart as a negative (a one-object caption
+    /// describes every image that holds that object).
+    pub also_true: Option<Tensor>,
+    /// Hard-negative images for the caption -> image side: (pixels [K, 3, H, W], rows [K] int64),
+    /// image k an extra column of caption `rows[k]` only (e.g. its scene with two colours
+    /// exchanged).
+    pub negative_images: Option<(Tensor, Tensor)>,
 }
 
 /// Symmetric cross-entropy over the batch's image-text similarity matrix (HF `clip_loss`); hard
-/// negatives, when given, are extra columns of the image -> text side.
+/// negative captions, when given, are extra columns of the image -> text side, hard-negative
+/// images extra columns of the caption -> image side.
 pub fn contrastive_loss(model: &ClipModel, b: &TrainBatch) -> Tensor {
     let i = l2_normalize(&model.image_features(&b.pixels));
     let t = l2_normalize(&model.text_features(&b.text));
@@ -62,12 +71,32 @@ pub fn contrastive_loss(model: &ClipModel, b: &TrainBatch) -> Tensor {
     let logits_t = t.matmul(&i.tr()) * &scale;
     let n = logits_t.size()[0];
     let labels = Tensor::arange(n, (Kind::Int64, logits_t.device()));
+    // logits_t[j, i] = caption j vs image i; also_true[i, j] = caption j true of image i.
+    let logits_t = match &b.also_true {
+        Some(m) => logits_t.masked_fill(&m.tr().to_device(logits_t.device()), f64::NEG_INFINITY),
+        None => logits_t,
+    };
+    // One extra column per caption: its own hard-negative image, or -inf where it has none.
+    let logits_t = match &b.negative_images {
+        Some((pixels, rows)) => {
+            let ni = l2_normalize(&model.image_features(pixels));
+            let rows = rows.to_device(ni.device());
+            let sims =
+                (t.index_select(0, &rows) * &ni).sum_dim_intlist(&[-1i64][..], false, Kind::Float)
+                    * &scale;
+            let column = Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, ni.device()))
+                .index_put(&[Some(rows)], &sims, false);
+            Tensor::cat(&[logits_t.shallow_clone(), column.unsqueeze(1)], 1)
+        }
+        None => logits_t,
+    };
+    let square = logits_t.narrow(1, 0, n);
     let logits_i = match &b.negatives {
         Some(neg) => {
             let tn = l2_normalize(&model.text_features(neg));
-            Tensor::cat(&[i.matmul(&t.tr()), i.matmul(&tn.tr())], 1) * &scale
+            Tensor::cat(&[square.tr(), i.matmul(&tn.tr()) * &scale], 1)
         }
-        None => logits_t.tr(),
+        None => square.tr(),
     };
     (logits_t.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0)
         + logits_i.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0))

@@ -204,6 +204,18 @@ fn overlaps(a: &[usize; 4], b: &[usize; 4], margin: usize) -> bool {
 
 /// Generates scene `index` of `split`. `absent_variant` adds an absent object to the caption.
 pub fn generate(seed: u64, split: Split, index: u64, absent_variant: bool) -> Scene {
+    build(seed, split, index, absent_variant, false)
+}
+
+/// Scene `index` with the colours of its two named objects exchanged, everything else (layout,
+/// background, shading) identical; its caption describes it. None with one named object. The
+/// binding counterpart of `generate`: a caption of the original must reject this image.
+pub fn generate_colours_swapped(seed: u64, split: Split, index: u64) -> Option<Scene> {
+    let s = build(seed, split, index, false, true);
+    (s.named.len() >= 2).then_some(s)
+}
+
+fn build(seed: u64, split: Split, index: u64, absent_variant: bool, swap: bool) -> Scene {
     let mut r = Rng::new(scene_seed(seed, split, index));
     let n_named = r.range(1, 3);
     let n_total = r.range(n_named, 5).max(n_named);
@@ -260,6 +272,11 @@ pub fn generate(seed: u64, split: Split, index: u64, absent_variant: bool) -> Sc
             objects.len() == i + 1 || i >= n_named,
             "named objects always fit"
         );
+    }
+    if swap && n_named >= 2 {
+        let c0 = objects[0].colour;
+        objects[0].colour = objects[1].colour;
+        objects[1].colour = c0;
     }
     let mut rgb = background(&mut r);
     let mut masks = Vec::with_capacity(objects.len());
@@ -359,6 +376,39 @@ impl Scene {
     }
 }
 
+impl Scene {
+    /// The caption with one named object's phrase re-bound: its colour with the shape of another
+    /// object in the scene (or that object's colour with its shape). Every colour and shape the
+    /// negative names is in the image, only the pairing is wrong, so a model that encodes which
+    /// colours and shapes are present but not which goes with which cannot reject it (a training
+    /// hard negative that teaches binding one object at a time). None with a single object.
+    pub fn with_mixed_binding(&self, r: &mut Rng) -> Option<String> {
+        let phrases: Vec<String> = self.objects.iter().map(|o| o.phrase()).collect();
+        let mut options = vec![];
+        for &a in &self.named {
+            for (b, ob) in self.objects.iter().enumerate() {
+                let oa = &self.objects[a];
+                if b == a || ob.colour == oa.colour || ob.shape == oa.shape {
+                    continue;
+                }
+                for mixed in [
+                    format!("{} {}", COLOURS[oa.colour].0, ob.shape.word()),
+                    format!("{} {}", COLOURS[ob.colour].0, oa.shape.word()),
+                ] {
+                    if !phrases.contains(&mixed) {
+                        options.push((a, mixed));
+                    }
+                }
+            }
+        }
+        if options.is_empty() {
+            return None;
+        }
+        let (a, mixed) = &options[r.range(0, options.len())];
+        Some(self.caption.replacen(&self.objects[*a].phrase(), mixed, 1))
+    }
+}
+
 /// Every word the shapes captions use (for the word-level tokenizer).
 pub fn vocabulary() -> Vec<&'static str> {
     let mut v = vec!["a", "and"];
@@ -371,6 +421,70 @@ pub fn vocabulary() -> Vec<&'static str> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn mixed_binding_names_only_present_colours_and_shapes() {
+        let mut r = Rng::new(9);
+        let mut seen = 0;
+        for i in 0..200 {
+            let s = generate(4, Split::Train, i, false);
+            let Some(neg) = s.with_mixed_binding(&mut r) else {
+                assert_eq!(s.objects.len(), 1, "{}", s.caption);
+                continue;
+            };
+            seen += 1;
+            assert_ne!(neg, s.caption);
+            let colours: Vec<&str> = s.objects.iter().map(|o| o.words()[0]).collect();
+            let shapes: Vec<&str> = s.objects.iter().map(|o| o.words()[1]).collect();
+            let words: Vec<&str> = neg
+                .split(' ')
+                .filter(|w| *w != "a" && *w != "and")
+                .collect();
+            for pair in words.chunks(2) {
+                assert!(
+                    colours.contains(&pair[0]) && shapes.contains(&pair[1]),
+                    "{neg}"
+                );
+            }
+            // Exactly one phrase names no object of the scene.
+            let wrong = words
+                .chunks(2)
+                .filter(|p| !s.objects.iter().any(|o| o.words() == [p[0], p[1]]))
+                .count();
+            assert_eq!(wrong, 1, "{neg} vs {}", s.caption);
+        }
+        assert!(seen > 100, "{seen}");
+    }
+
+    #[test]
+    fn swapped_scene_differs_only_in_the_two_named_colours() {
+        let mut swapped = 0;
+        for i in 0..40 {
+            let a = generate(2, Split::Train, i, false);
+            let Some(b) = generate_colours_swapped(2, Split::Train, i) else {
+                assert_eq!(a.named.len(), 1);
+                continue;
+            };
+            swapped += 1;
+            assert_eq!(b.caption, a.with_colours_swapped().unwrap());
+            assert_eq!(a.masks, b.masks);
+            let (p, q) = (&a.objects[a.named[0]], &a.objects[a.named[1]]);
+            assert_eq!(b.objects[b.named[0]].colour, q.colour);
+            assert_eq!(b.objects[b.named[1]].colour, p.colour);
+            // Pixels outside the two named objects are identical.
+            let inside: HashSet<u32> = a.masks[a.named[0]]
+                .iter()
+                .chain(&a.masks[a.named[1]])
+                .copied()
+                .collect();
+            for k in 0..SIZE * SIZE {
+                if !inside.contains(&(k as u32)) {
+                    assert_eq!(a.rgb[k * 3..k * 3 + 3], b.rgb[k * 3..k * 3 + 3]);
+                }
+            }
+        }
+        assert!(swapped > 10);
+    }
 
     #[test]
     fn same_seed_same_bytes() {

@@ -139,6 +139,8 @@ fn select(
         pixels: pixels.index_select(0, &t).to_device(device),
         text: text_input(&rows, data.pad_id, data.end_id, Pooling::Eos).to_device(device),
         negatives: None,
+        also_true: None,
+        negative_images: None,
     }
 }
 

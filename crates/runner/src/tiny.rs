@@ -6,7 +6,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use m2ib_clip::preprocess::{CLIP_MEAN, CLIP_STD};
 use m2ib_clip::train::{train, TrainBatch, TrainConfig};
 use m2ib_clip::{l2_normalize, ClipConfig, ClipModel, ClipTokenizer, Pooling, TextInput};
-use m2ib_data::shapes::{generate, vocabulary, Rng, Scene, Split, SIZE};
+use m2ib_data::shapes::{
+    generate, generate_colours_swapped, vocabulary, Rng, Scene, Split, SHAPES, SIZE,
+};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,38 @@ pub struct TrainTinyArgs {
     pub eval: usize,
     pub device: Device,
     pub logit_scale_lr_mult: f64,
+    /// Hard-negative captions per image (image -> text side of the loss).
+    pub hard_negatives: Vec<HardNegative>,
+}
+
+/// A hard negative made from the image's own scene (a caption, or for `SwapImage` an image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HardNegative {
+    /// One named object replaced by an absent one (presence).
+    Absent,
+    /// Colours swapped between the two named objects (binding, two objects at once).
+    Swap,
+    /// One named object's colour paired with another object's shape (binding, one object).
+    Mixed,
+    /// For the caption -> image side: the caption's own scene re-rendered with the colours of its
+    /// two named objects exchanged (binding, forces the image tower to tell them apart).
+    SwapImage,
+}
+
+impl std::str::FromStr for HardNegative {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "absent" => Ok(HardNegative::Absent),
+            "swap" => Ok(HardNegative::Swap),
+            "mixed" => Ok(HardNegative::Mixed),
+            "swap-image" => Ok(HardNegative::SwapImage),
+            other => Err(format!(
+                "unknown hard negative {other:?} (absent, swap, mixed or swap-image)"
+            )),
+        }
+    }
 }
 
 /// The tiny model's shape; pinned here and in configs/models/tiny-shapes.toml.
@@ -108,20 +142,22 @@ pub fn generate_many(
     range: std::ops::Range<u64>,
     absent: bool,
 ) -> Vec<Scene> {
+    on_all_cores(range, |i| generate(seed, split, i, absent))
+}
+
+/// `f(i)` for every i of `range`, in order, on all cores.
+pub fn on_all_cores<T: Send>(range: std::ops::Range<u64>, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2) as u64;
     let chunk = (range.end - range.start).div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let lo = range.start + t * chunk;
                 let hi = (lo + chunk).min(range.end);
-                s.spawn(move || {
-                    (lo..hi)
-                        .map(|i| generate(seed, split, i, absent))
-                        .collect::<Vec<_>>()
-                })
+                s.spawn(move || (lo..hi).map(f).collect::<Vec<_>>())
             })
             .collect();
         handles
@@ -129,6 +165,55 @@ pub fn generate_many(
             .flat_map(|h| h.join().expect("generator thread"))
             .collect()
     })
+}
+
+/// (objects, named objects) of a scene as bit sets over the 7 x 6 colour-shape pairs.
+pub fn content_bits(scene: &Scene) -> (u64, u64) {
+    let bit = |o: &m2ib_data::shapes::Object| {
+        let shape = SHAPES.iter().position(|&s| s == o.shape).expect("shape");
+        1u64 << (o.colour * SHAPES.len() + shape)
+    };
+    let all = scene.objects.iter().fold(0, |b, o| b | bit(o));
+    let named = scene
+        .named
+        .iter()
+        .fold(0, |b, &k| b | bit(&scene.objects[k]));
+    (all, named)
+}
+
+/// A colour-shape bit set widened to every pair of its colours and its shapes (what a model that
+/// does not bind colour to shape can tell apart).
+fn bag(bits: u64) -> u64 {
+    let k = SHAPES.len();
+    let (mut colours, mut shapes) = (0u64, 0u64);
+    for b in 0..64 {
+        if bits >> b & 1 == 1 {
+            colours |= 1 << (b / k);
+            shapes |= 1 << (b % k);
+        }
+    }
+    let mut out = 0;
+    for c in 0..m2ib_data::shapes::COLOURS.len() {
+        for s in 0..k {
+            if colours >> c & 1 == 1 && shapes >> s & 1 == 1 {
+                out |= 1u64 << (c * k + s);
+            }
+        }
+    }
+    out
+}
+
+/// [B, B] bool: caption j (named objects `bits[j].1`) is true of image i (objects `bits[i].0`),
+/// off the diagonal.
+pub fn also_true(bits: &[(u64, u64)]) -> Tensor {
+    let n = bits.len();
+    let mut m = vec![false; n * n];
+    for (i, (objects, _)) in bits.iter().enumerate() {
+        for (j, (_, named)) in bits.iter().enumerate() {
+            m[i * n + j] = i != j && named & !objects == 0;
+        }
+    }
+    Tensor::from_slice(&m).view([n as i64, n as i64])
 }
 
 pub fn encode_all(tok: &ClipTokenizer, captions: &[String]) -> anyhow::Result<TextInput> {
@@ -168,6 +253,12 @@ pub fn evaluate(
     let txt = embed_texts(&captions)?;
     // Retrieval among 64 candidates whose captions are all different (deduplicated by content).
     let (mut i2t, mut t2i, mut groups) = (0usize, 0usize, 0usize);
+    // Ceilings (expected top-1, ties split evenly) of a model that knows exactly which objects
+    // are in an image but not which the caption names, and of one that knows only which colours
+    // and which shapes are present (no binding).
+    let bits: Vec<(u64, u64)> = scenes.iter().map(content_bits).collect();
+    let bags: Vec<(u64, u64)> = bits.iter().map(|&(a, n)| (bag(a), bag(n))).collect();
+    let mut ceiling = [[0.0f64; 2]; 2];
     let mut pool: Vec<usize> = (0..n).collect();
     while pool.len() >= 64 {
         let mut seen = std::collections::HashSet::new();
@@ -192,6 +283,16 @@ pub fn evaluate(
         i2t += i64::try_from(sim.argmax(1, false).eq_tensor(&diag).sum(Kind::Int64))? as usize;
         t2i += i64::try_from(sim.argmax(0, false).eq_tensor(&diag).sum(Kind::Int64))? as usize;
         groups += 64;
+        for (c, sets) in [&bits, &bags].into_iter().enumerate() {
+            let fits = |i: usize, j: usize| sets[j].1 & !sets[i].0 == 0;
+            for &k in &group {
+                // Captions that fit image k; images that caption k fits (each counts itself).
+                let captions_fitting = group.iter().filter(|&&j| fits(k, j)).count();
+                let images_fitted = group.iter().filter(|&&i| fits(i, k)).count();
+                ceiling[c][0] += 1.0 / captions_fitting as f64;
+                ceiling[c][1] += 1.0 / images_fitted as f64;
+            }
+        }
     }
     // Absent object: the true caption vs one named object replaced by an absent one.
     let mut r = Rng::new(seed ^ 0xABCD);
@@ -224,11 +325,91 @@ pub fn evaluate(
             .to_kind(Kind::Float)
             .mean(Kind::Float),
     )?;
+    // Re-binding (diagnostic): one named object's colour paired with another object's shape.
+    let mut r = Rng::new(seed ^ 0x3B1D);
+    let mixed: Vec<(usize, String)> = scenes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, s)| s.with_mixed_binding(&mut r).map(|c| (k, c)))
+        .collect();
+    let idx =
+        Tensor::from_slice(&mixed.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(device);
+    let mx = embed_texts(&mixed.iter().map(|p| p.1.clone()).collect::<Vec<_>>())?;
+    let img_m = img.index_select(0, &idx);
+    let mixed_binding = f64::try_from(
+        (&img_m * txt.index_select(0, &idx))
+            .sum_dim_intlist(&[1i64][..], false, Kind::Float)
+            .gt_tensor(&(&img_m * &mx).sum_dim_intlist(&[1i64][..], false, Kind::Float))
+            .to_kind(Kind::Float)
+            .mean(Kind::Float),
+    )?;
     Ok(json!({
+        "mixed_binding": mixed_binding,
+        "ceiling_objects_known": {"image_to_caption_top1": ceiling[0][0] / groups as f64, "caption_to_image_top1": ceiling[0][1] / groups as f64},
+        "ceiling_no_binding": {"image_to_caption_top1": ceiling[1][0] / groups as f64, "caption_to_image_top1": ceiling[1][1] / groups as f64},
         "test_scenes": n, "retrieval_candidates": 64, "retrieval_groups": groups / 64,
         "image_to_caption_top1": i2t as f64 / groups as f64, "caption_to_image_top1": t2i as f64 / groups as f64,
         "absent_object_accuracy": absent, "colour_swap_binding": binding, "binding_pairs": pairs.len(),
     }))
+}
+
+/// `CLIPModel._init_weights` (factor 1): standard deviations scale with the width and depth
+/// (N(0, 0.02) everywhere is far too small for a 64-wide tower), LayerNorms 1 / 0, biases 0.
+pub fn hf_init(model: &ClipModel, seed: u64) {
+    let c = &model.config;
+    let std_of = |name: &str| -> Option<f64> {
+        let (d, layers) = if name.starts_with("text_model.") || name == "text_projection.weight" {
+            (c.text_config.hidden_size, c.text_config.num_hidden_layers)
+        } else {
+            (
+                c.vision_config.hidden_size,
+                c.vision_config.num_hidden_layers,
+            )
+        };
+        let (d, layers) = (d as f64, layers as f64);
+        let in_proj = d.powf(-0.5) * (2.0 * layers).powf(-0.5);
+        Some(if name.ends_with("class_embedding") {
+            d.powf(-0.5)
+        } else if name.ends_with("_embedding.weight") {
+            0.02
+        } else if name.contains("self_attn.out_proj.weight") {
+            d.powf(-0.5)
+        } else if name.contains("self_attn.") && name.ends_with(".weight") {
+            in_proj
+        } else if name.ends_with("mlp.fc1.weight") {
+            (2.0 * d).powf(-0.5)
+        } else if name.ends_with("mlp.fc2.weight") {
+            in_proj
+        } else if name.ends_with("projection.weight") {
+            d.powf(-0.5)
+        } else {
+            return None;
+        })
+    };
+    m2ib_clip::rng::with_seed(m2ib_clip::rng::torch_seed(seed ^ 0x1417), || {
+        let mut names: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut v) in names {
+            let shape = v.size();
+            let value = if name == "logit_scale" {
+                Tensor::full(
+                    shape.as_slice(),
+                    c.logit_scale_init_value,
+                    (Kind::Float, Device::Cpu),
+                )
+            } else if let Some(std) = std_of(&name) {
+                Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * std
+            } else if name.ends_with("norm.weight")
+                || name.ends_with("norm1.weight")
+                || name.ends_with("norm2.weight")
+            {
+                Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
+            };
+            tch::no_grad(|| v.copy_(&value));
+        }
+    });
 }
 
 pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
@@ -249,45 +430,54 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     let config = ClipConfig::from_file(&args.out.join("config.json"))?;
     let tok = ClipTokenizer::from_file(&args.out.join("tokenizer.json"), &config.text_config)?;
     let mut model = ClipModel::new(config, device);
-    // HF-style initialisation from the top-down randomiser (every tensor covered).
-    let steps = m2ib_clip::randomize::randomization_steps(&model);
-    for i in 0..steps.len() {
-        m2ib_clip::randomize::randomize_step(&model, &steps, i, args.seed);
-    }
-    for (name, v) in model.vs.variables() {
-        if name.contains("layer_norm") || name.contains("layrnorm") || name.contains("layernorm") {
-            let mut v = v;
-            tch::no_grad(|| {
-                let _ = if name.ends_with("weight") {
-                    v.fill_(1.0)
-                } else {
-                    v.fill_(0.0)
-                };
-            });
-        }
-    }
+    hf_init(&model, args.seed);
     let t0 = Instant::now();
     eprintln!("train-tiny: generating {} training scenes...", args.pool);
     let scenes = generate_many(args.seed, Split::Train, 0..args.pool as u64, false);
     let pool_u8 = scenes_to_u8(&scenes);
     let mut r = Rng::new(args.seed ^ 0x5EED);
     let captions: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
-    // Hard negatives: one named object replaced by an absent one, and (with two named objects)
-    // their colours swapped; otherwise a second absent-object caption.
-    let mut negatives: Vec<String> = scenes
+    let bits: Vec<(u64, u64)> = scenes.iter().map(content_bits).collect();
+    let caption_kinds: Vec<HardNegative> = args
+        .hard_negatives
         .iter()
-        .map(|s| s.with_absent_object(&mut r))
+        .copied()
+        .filter(|k| *k != HardNegative::SwapImage)
         .collect();
-    let swapped: Vec<String> = scenes
-        .iter()
-        .map(|s| {
-            s.with_colours_swapped()
-                .unwrap_or_else(|| s.with_absent_object(&mut r))
-        })
-        .collect();
-    negatives.extend(swapped);
+    // Hard negatives, one block of `pool` captions per kind; a kind that does not apply to a scene
+    // (a swap needs two named objects, a re-binding two objects) falls back to an absent object.
+    let mut negatives: Vec<String> = vec![];
+    for kind in &caption_kinds {
+        negatives.extend(scenes.iter().map(|s| {
+            let made = match kind {
+                HardNegative::Absent | HardNegative::SwapImage => None,
+                HardNegative::Swap => s.with_colours_swapped(),
+                HardNegative::Mixed => s.with_mixed_binding(&mut r),
+            };
+            made.unwrap_or_else(|| s.with_absent_object(&mut r))
+        }));
+    }
+    // Hard-negative images: scene i with its two named colours exchanged (row swap_row[i]).
+    let (swap_u8, swap_row) = if args.hard_negatives.contains(&HardNegative::SwapImage) {
+        let swapped = on_all_cores(0..args.pool as u64, |i| {
+            generate_colours_swapped(args.seed, Split::Train, i)
+        });
+        let mut rows = vec![-1i64; args.pool];
+        let mut kept = vec![];
+        for (i, s) in swapped.into_iter().enumerate() {
+            if let Some(s) = s {
+                rows[i] = kept.len() as i64;
+                kept.push(s);
+            }
+        }
+        (Some(scenes_to_u8(&kept)), rows)
+    } else {
+        (None, vec![-1; args.pool])
+    };
     let text_all = encode_all(&tok, &captions)?;
-    let neg_all = encode_all(&tok, &negatives)?;
+    let neg_all = (!negatives.is_empty())
+        .then(|| encode_all(&tok, &negatives))
+        .transpose()?;
     eprintln!(
         "train-tiny: pool ready in {:.1}s",
         t0.elapsed().as_secs_f64()
@@ -319,14 +509,31 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
             let idx: Vec<i64> = (0..args.batch)
                 .map(|_| pick.range(0, args.pool) as i64)
                 .collect();
+            let mask = also_true(&idx.iter().map(|&k| bits[k as usize]).collect::<Vec<_>>());
+            let (rows, sw): (Vec<i64>, Vec<i64>) = idx
+                .iter()
+                .enumerate()
+                .filter(|(_, &k)| swap_row[k as usize] >= 0)
+                .map(|(b, &k)| (b as i64, swap_row[k as usize]))
+                .unzip();
+            let negative_images = swap_u8.as_ref().filter(|_| !rows.is_empty()).map(|u8s| {
+                (
+                    normalise(&u8s.index_select(0, &Tensor::from_slice(&sw)), device),
+                    Tensor::from_slice(&rows).to_device(device),
+                )
+            });
             let idx = Tensor::from_slice(&idx);
             TrainBatch {
                 pixels: normalise(&pool_u8.index_select(0, &idx), device),
                 text: take(&text_all, &idx),
-                negatives: Some(take(
-                    &neg_all,
-                    &Tensor::cat(&[&idx, &(&idx + args.pool as i64)], 0),
-                )),
+                negatives: neg_all.as_ref().map(|n| {
+                    let blocks: Vec<Tensor> = (0..caption_kinds.len())
+                        .map(|k| &idx + (k * args.pool) as i64)
+                        .collect();
+                    take(n, &Tensor::cat(&blocks, 0))
+                }),
+                also_true: Some(mask),
+                negative_images,
             }
         },
         |step, loss| {
@@ -348,7 +555,8 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     let report = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "pool": args.pool,
-        "logit_scale_lr_mult": args.logit_scale_lr_mult, "weight_decay": 0.1, "hard_negatives": "absent object, colour swap",
+        "logit_scale_lr_mult": args.logit_scale_lr_mult, "weight_decay": 0.1, "hard_negatives": args.hard_negatives,
+        "init": "transformers CLIPModel._init_weights", "loss": "captions true of another image of the batch left out of both softmaxes",
         "threads": args.threads, "train_seconds": train_s, "final_loss": losses.last(),
         "loss_first_100_mean": losses.iter().take(100).sum::<f64>() / losses.len().min(100) as f64,
         "loss_last_100_mean": losses.iter().rev().take(100).sum::<f64>() / losses.len().min(100) as f64,
@@ -360,4 +568,20 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     )
     .with_context(|| format!("writing {}", args.out.display()))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bag_widens_to_every_colour_shape_pair() {
+        let k = SHAPES.len();
+        // red (0) circle (0) + blue (2) square (1).
+        let bits = 1u64 << 0 | 1u64 << (2 * k + 1);
+        let want = 1u64 << 0 | 1u64 << 1 | 1u64 << (2 * k) | 1u64 << (2 * k + 1);
+        assert_eq!(bag(bits), want);
+        // One object: nothing to widen.
+        assert_eq!(bag(1u64 << (3 * k + 4)), 1u64 << (3 * k + 4));
+    }
 }
