@@ -6,14 +6,15 @@ use std::path::PathBuf;
 pub struct TrainTinyArgs {
     #[arg(long, default_value = "data/tiny-shapes-clip")]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 5000)]
     pub steps: usize,
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    /// 1e-3 never left chance on colour binding in 600-step proxies; 3e-4 did.
+    #[arg(long, default_value_t = 3e-4)]
     pub lr: f64,
     /// Scenes generated up front and sampled from (keeps generation off the critical path).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = 30000)]
     pub pool: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -28,6 +28,12 @@ fn committed_checkpoint_reproduces_its_recorded_scores() {
         let (a, b) = (now[key].as_f64().unwrap(), q[key].as_f64().unwrap());
         assert!((a - b).abs() <= 0.005, "{key}: now {a}, recorded {b}");
     }
-    // The gate every version of the embedded default must pass.
+    // The gates every version of the embedded default must pass.
     assert!(now["absent_object_accuracy"].as_f64().unwrap() >= 0.9);
+    for key in ["image_to_caption_top1", "caption_to_image_top1"] {
+        assert!(
+            now[key].as_f64().unwrap() >= 0.4,
+            "{key} below the 0.40 gate"
+        );
+    }
 }
