@@ -297,17 +297,26 @@ pub fn evaluate(
     }
     // Absent object: the true caption vs one named object replaced by an absent one.
     let mut r = Rng::new(seed ^ 0xABCD);
-    let negs: Vec<String> = scenes
-        .iter()
-        .map(|s| s.with_absent_object(&mut r))
-        .collect();
-    let neg = embed_texts(&negs)?;
-    let pos_sim = (&img * &txt).sum_dim_intlist(&[1i64][..], false, Kind::Float);
-    let absent = f64::try_from(
-        pos_sim
-            .gt_tensor(&(&img * &neg).sum_dim_intlist(&[1i64][..], false, Kind::Float))
-            .to_kind(Kind::Float)
-            .mean(Kind::Float),
+    // Fraction of (scene, negative caption) pairs whose image prefers its true caption.
+    let prefers_true = |pairs: Vec<(usize, String)>| -> anyhow::Result<f64> {
+        let idx = Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>())
+            .to_device(device);
+        let neg = embed_texts(&pairs.into_iter().map(|p| p.1).collect::<Vec<_>>())?;
+        let im = img.index_select(0, &idx);
+        let sim = |t: &Tensor| (&im * t).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+        Ok(f64::try_from(
+            sim(&txt.index_select(0, &idx))
+                .gt_tensor(&sim(&neg))
+                .to_kind(Kind::Float)
+                .mean(Kind::Float),
+        )?)
+    };
+    let absent = prefers_true(
+        scenes
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (k, s.with_absent_object(&mut r)))
+            .collect(),
     )?;
     // Binding: colours swapped between the two named objects.
     let pairs: Vec<(usize, String)> = scenes
@@ -315,34 +324,16 @@ pub fn evaluate(
         .enumerate()
         .filter_map(|(k, s)| s.with_colours_swapped().map(|c| (k, c)))
         .collect();
-    let idx =
-        Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(device);
-    let sw = embed_texts(&pairs.iter().map(|p| p.1.clone()).collect::<Vec<_>>())?;
-    let img_b = img.index_select(0, &idx);
-    let binding = f64::try_from(
-        (&img_b * txt.index_select(0, &idx))
-            .sum_dim_intlist(&[1i64][..], false, Kind::Float)
-            .gt_tensor(&(&img_b * &sw).sum_dim_intlist(&[1i64][..], false, Kind::Float))
-            .to_kind(Kind::Float)
-            .mean(Kind::Float),
-    )?;
+    let binding_pairs = pairs.len();
+    let binding = prefers_true(pairs)?;
     // Re-binding (diagnostic): one named object's colour paired with another object's shape.
     let mut r = Rng::new(seed ^ 0x3B1D);
-    let mixed: Vec<(usize, String)> = scenes
-        .iter()
-        .enumerate()
-        .filter_map(|(k, s)| s.with_mixed_binding(&mut r).map(|c| (k, c)))
-        .collect();
-    let idx =
-        Tensor::from_slice(&mixed.iter().map(|p| p.0 as i64).collect::<Vec<_>>()).to_device(device);
-    let mx = embed_texts(&mixed.iter().map(|p| p.1.clone()).collect::<Vec<_>>())?;
-    let img_m = img.index_select(0, &idx);
-    let mixed_binding = f64::try_from(
-        (&img_m * txt.index_select(0, &idx))
-            .sum_dim_intlist(&[1i64][..], false, Kind::Float)
-            .gt_tensor(&(&img_m * &mx).sum_dim_intlist(&[1i64][..], false, Kind::Float))
-            .to_kind(Kind::Float)
-            .mean(Kind::Float),
+    let mixed_binding = prefers_true(
+        scenes
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| s.with_mixed_binding(&mut r).map(|c| (k, c)))
+            .collect(),
     )?;
     Ok(json!({
         "mixed_binding": mixed_binding,
@@ -350,7 +341,7 @@ pub fn evaluate(
         "uniform_given_colours_and_shapes": {"image_to_caption_top1": uniform[1][0] / groups as f64, "caption_to_image_top1": uniform[1][1] / groups as f64},
         "test_scenes": n, "retrieval_candidates": 64, "retrieval_groups": groups / 64,
         "image_to_caption_top1": i2t as f64 / groups as f64, "caption_to_image_top1": t2i as f64 / groups as f64,
-        "absent_object_accuracy": absent, "colour_swap_binding": binding, "binding_pairs": pairs.len(),
+        "absent_object_accuracy": absent, "colour_swap_binding": binding, "binding_pairs": binding_pairs,
     }))
 }
 

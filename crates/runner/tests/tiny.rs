@@ -58,21 +58,7 @@ fn end_token_has_the_highest_id_and_is_the_pooled_position() {
 #[test]
 fn a_few_training_steps_lower_the_loss() {
     let d = tmp("train");
-    let vocab = write_tokenizer(&d.join("tokenizer.json")).unwrap();
-    let mut cfg_json = tiny_config(
-        vocab.len() as i64,
-        vocab["<|endoftext|>"] as i64,
-        vocab["<|startoftext|>"] as i64,
-        vocab["<pad>"] as i64,
-    );
-    // Smaller than the real one, same geometry.
-    cfg_json["vision_config"]["hidden_size"] = 32.into();
-    cfg_json["vision_config"]["intermediate_size"] = 64.into();
-    cfg_json["vision_config"]["num_hidden_layers"] = 1.into();
-    std::fs::write(d.join("config.json"), cfg_json.to_string()).unwrap();
-    let cfg = ClipConfig::from_file(&d.join("config.json")).unwrap();
-    let tok = ClipTokenizer::from_file(&d.join("tokenizer.json"), &cfg.text_config).unwrap();
-    let mut model = ClipModel::new(cfg, Device::Cpu);
+    let (mut model, tok) = small_model(&d);
     hf_init(&model, 1);
     let scenes = generate_many(2, Split::Train, 0..16, false);
     let caps: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
@@ -97,7 +83,8 @@ fn a_few_training_steps_lower_the_loss() {
     assert!(after < before * 0.9, "loss {before} -> {after}");
 }
 
-/// A small model of the tiny geometry (one layer per tower) and its tokenizer.
+/// A model smaller than the real one (vision width 32, one block), same geometry, and its
+/// tokenizer.
 fn small_model(d: &std::path::Path) -> (ClipModel, ClipTokenizer) {
     let vocab = write_tokenizer(&d.join("tokenizer.json")).unwrap();
     let mut cfg_json = tiny_config(
