@@ -374,9 +374,7 @@ impl Scene {
                 .replacen('\u{0}', &swapped_a, 1),
         )
     }
-}
 
-impl Scene {
     /// The caption with one named object's phrase re-bound: its colour with the shape of another
     /// object in the scene (or that object's colour with its shape). Every colour and shape the
     /// negative names is in the image, only the pairing is wrong, so a model that encodes which

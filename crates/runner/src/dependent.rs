@@ -106,9 +106,7 @@ fn clean_losses(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<
         &roar_config(ctx, job.repeat),
     )?;
     std::fs::create_dir_all(path.parent().expect("maps dir"))?;
-    let tmp = crate::store::temp_beside(&path);
-    std::fs::write(&tmp, serde_json::to_string_pretty(&clean)?)?;
-    std::fs::rename(&tmp, &path)?;
+    crate::store::write_atomic(&path, serde_json::to_string_pretty(&clean)?.as_bytes())?;
     Ok(clean)
 }
 
@@ -299,9 +297,7 @@ pub fn sanity_job(
         };
     let steps_file = sanity_steps_path(ctx.out);
     if !steps_file.exists() {
-        let tmp = crate::store::temp_beside(&steps_file);
-        std::fs::write(&tmp, serde_json::to_string(&names)?)?;
-        std::fs::rename(&tmp, &steps_file)?;
+        crate::store::write_atomic(&steps_file, serde_json::to_string(&names)?.as_bytes())?;
     }
     let push = |rows: &mut Vec<Row>,
                 k: usize,

@@ -97,6 +97,13 @@ pub fn temp_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
+/// Writes `bytes` to `path` through a temp file beside it and a rename (readers never see half).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_beside(path);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Writes one job's rows as `results/<job_id>.parquet`, atomically.
 pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
     let dir = results_dir(out);

@@ -181,17 +181,38 @@ fn also_true_marks_captions_that_describe_other_images() {
     assert!(marked > 0, "no caption true of another image in 120 scenes");
 }
 
+/// Three training scenes on a seeded small model: (model, tokenizer, captions, pixels, text).
+fn three_pairs(
+    d: &std::path::Path,
+    seed: u64,
+) -> (
+    ClipModel,
+    ClipTokenizer,
+    Vec<String>,
+    Tensor,
+    m2ib_clip::TextInput,
+) {
+    let (model, tok) = small_model(d);
+    hf_init(&model, seed);
+    let scenes = generate_many(1, Split::Train, 0..3, false);
+    let caps: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
+    let pixels = normalise(&scenes_to_u8(&scenes), Device::Cpu);
+    let text = encode_all(&tok, &caps).unwrap();
+    (model, tok, caps, pixels, text)
+}
+
+/// -log softmax of `pos` among `pos` and `others`.
+fn ce(pos: f64, others: &[f64]) -> f64 {
+    let z: f64 = others.iter().map(|x| x.exp()).sum::<f64>() + pos.exp();
+    z.ln() - pos
+}
+
 /// Masked pairs leave both softmaxes: the loss equals the hand-written symmetric cross-entropy
 /// with those logits removed.
 #[test]
 fn also_true_pairs_leave_the_loss() {
     let d = tmp("mask");
-    let (model, tok) = small_model(&d);
-    hf_init(&model, 2);
-    let scenes = generate_many(1, Split::Train, 0..3, false);
-    let caps: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
-    let pixels = normalise(&scenes_to_u8(&scenes), Device::Cpu);
-    let text = encode_all(&tok, &caps).unwrap();
+    let (model, tok, caps, pixels, text) = three_pairs(&d, 2);
     // Caption 1 declared true of image 0.
     let mask = Tensor::from_slice(&[false, true, false, false, false, false, false, false, false])
         .view([3, 3]);
@@ -213,11 +234,6 @@ fn also_true_pairs_leave_the_loss() {
     let s = |i: i64, j: i64| -> f64 {
         scale * f64::try_from((img.get(i) * txt.get(j)).sum(Kind::Float)).unwrap()
     };
-    // -log softmax over the allowed entries.
-    let ce = |pos: f64, others: &[f64]| -> f64 {
-        let z: f64 = others.iter().map(|x| x.exp()).sum::<f64>() + pos.exp();
-        z.ln() - pos
-    };
     // Image -> text: image 0 without caption 1.
     let i2t = ce(s(0, 0), &[s(0, 2)])
         + ce(s(1, 1), &[s(1, 0), s(1, 2)])
@@ -235,14 +251,9 @@ fn also_true_pairs_leave_the_loss() {
 #[test]
 fn negative_images_join_only_their_captions_softmax() {
     let d = tmp("negimg");
-    let (model, tok) = small_model(&d);
-    hf_init(&model, 3);
-    let scenes = generate_many(1, Split::Train, 0..3, false);
+    let (model, tok, caps, pixels, text) = three_pairs(&d, 3);
     let extra = generate_many(1, Split::Train, 10..11, false);
-    let caps: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
-    let pixels = normalise(&scenes_to_u8(&scenes), Device::Cpu);
     let extra_px = normalise(&scenes_to_u8(&extra), Device::Cpu);
-    let text = encode_all(&tok, &caps).unwrap();
     let batch = TrainBatch {
         pixels: pixels.shallow_clone(),
         text: encode_all(&tok, &caps).unwrap(),
@@ -261,10 +272,6 @@ fn negative_images_join_only_their_captions_softmax() {
     });
     let dot = |a: &Tensor, b: &Tensor| scale * f64::try_from((a * b).sum(Kind::Float)).unwrap();
     let s = |i: i64, j: i64| dot(&img.get(i), &txt.get(j));
-    let ce = |pos: f64, others: &[f64]| -> f64 {
-        let z: f64 = others.iter().map(|x| x.exp()).sum::<f64>() + pos.exp();
-        z.ln() - pos
-    };
     let i2t = ce(s(0, 0), &[s(0, 1), s(0, 2)])
         + ce(s(1, 1), &[s(1, 0), s(1, 2)])
         + ce(s(2, 2), &[s(2, 0), s(2, 1)]);
