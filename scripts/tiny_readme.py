@@ -39,7 +39,7 @@ A small CLIP with the ViT-B/32 geometry ({v["image_size"]} px, {v["patch_size"]}
 {x["max_position_embeddings"]}; projection {c["projection_dim"]}), trained here on the synthetic shapes benchmark \
 (`crates/data/src/shapes.rs`). Word-level tokenizer (built with the `tokenizers` crate) whose end token has the \
 highest id; `config.json` carries that real end id ({x["eos_token_id"]}, not 2). The layers M2IB, Grad-CAM and \
-Chefer use are pinned in `configs/models/tiny-shapes.toml`.
+Chefer use by default are in `m2ib.toml` beside the weights (read by `m2ib run` and `m2ib attribute`).
 
 Trained with (`just m2ib train-tiny ...` runs the same binary):
 

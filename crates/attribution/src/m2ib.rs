@@ -327,6 +327,26 @@ pub struct M2ib {
     pub text: Bottleneck,
 }
 
+/// The bottleneck's block, resolved, refusing the last block of a tower: after it come only the
+/// final norm and pooling, so the maps would not depend on beta (no suffix block to learn
+/// through). The capacity functions stay permissive (the official code allows it; goldens).
+pub fn bottleneck_block(layer: i64, depth: usize, tower: &str) -> Result<usize, AttributionError> {
+    let r = resolve_layer(layer, depth)?;
+    if r + 1 == depth {
+        return Err(AttributionError::InvalidParameter {
+            name: format!("{tower}_layer"),
+            message: format!(
+                "layer {layer} is the last of the {tower} tower's {depth} blocks: a bottleneck there has no block after it (only the final norm and pooling), so its maps do not depend on beta; use {}..={} ({}..={} from the end)",
+                0,
+                depth as i64 - 2,
+                -(depth as i64),
+                -2
+            ),
+        });
+    }
+    Ok(r)
+}
+
 impl Attributor for M2ib {
     fn name(&self) -> &'static str {
         "m2ib"
@@ -341,6 +361,8 @@ impl Attributor for M2ib {
         model: &ClipModel,
         batch: &Batch,
     ) -> Result<Vec<Attribution>, AttributionError> {
+        bottleneck_block(self.image.layer, model.vision_depth(), "image")?;
+        bottleneck_block(self.text.layer, model.text_depth(), "text")?;
         let img = image_capacity(model, batch, &self.image)?;
         let txt = text_capacity(model, batch, &self.text)?;
         let vc = &model.config.vision_config;

@@ -5,8 +5,7 @@ use crate::embed::parse_device;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use m2ib_attribution::m2ib::{Bottleneck, M2ib};
-use m2ib_attribution::registry::{method, METHODS};
+use m2ib_attribution::registry::METHODS;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::{decode_image, Checkpoint};
@@ -36,7 +35,8 @@ pub struct AttributeArgs {
     /// A method name, or `all` for a Figure 1-style grid of every method.
     #[arg(long, default_value = "m2ib")]
     pub method: String,
-    /// M2IB: bottleneck layer for both modalities (negative counts from the end).
+    /// M2IB: bottleneck layer for both modalities (negative counts from the end; not the last
+    /// block). Unset settings come from the model's m2ib.toml, else the depth rule (README).
     #[arg(long, allow_hyphen_values = true)]
     pub layer: Option<i64>,
     #[arg(long, allow_hyphen_values = true)]
@@ -98,48 +98,74 @@ impl AttributeArgs {
     }
 }
 
-fn bottleneck(args: &AttributeArgs, layer: Option<i64>) -> Bottleneck {
-    let mut b = Bottleneck::default();
-    if let Some(l) = layer.or(args.layer) {
-        b.layer = l;
-    }
-    if let Some(v) = args.beta {
-        b.beta = v;
-    }
-    if let Some(v) = args.sigma {
-        b.sigma = v;
-    }
-    if let Some(v) = args.var {
-        b = b.with_var(v);
-    }
-    if let Some(v) = args.steps {
-        b.steps = v;
-    }
-    if let Some(v) = args.copies {
-        b.copies = v;
-    }
-    b
+/// M2IB's flags as an experiment's flat keys (the highest-priority source).
+fn flag_table(args: &AttributeArgs) -> toml::Table {
+    let mut t = toml::Table::new();
+    let mut put = |k: &str, v: Option<toml::Value>| {
+        if let Some(v) = v {
+            t.insert(k.to_string(), v);
+        }
+    };
+    put("layer", args.layer.map(toml::Value::Integer));
+    put("image_layer", args.image_layer.map(toml::Value::Integer));
+    put("text_layer", args.text_layer.map(toml::Value::Integer));
+    put("beta", args.beta.map(toml::Value::Float));
+    put("sigma", args.sigma.map(toml::Value::Float));
+    put("var", args.var.map(toml::Value::Float));
+    put("steps", args.steps.map(|v| toml::Value::Integer(v as i64)));
+    put("copies", args.copies.map(toml::Value::Integer));
+    t
 }
 
-fn methods(args: &AttributeArgs) -> anyhow::Result<Vec<Box<dyn Attributor>>> {
+/// The methods to run, with the flags above the model's defaults (`<model>/m2ib.toml`, or the
+/// depth rule) above each method's built-in defaults; also where each setting came from.
+fn methods(
+    args: &AttributeArgs,
+    ck: &Checkpoint,
+) -> anyhow::Result<Vec<(Box<dyn Attributor>, serde_json::Value)>> {
     let names: Vec<&str> = if args.method == "all" {
         METHODS.to_vec()
     } else {
         vec![args.method.as_str()]
     };
+    let defaults =
+        m2ib_runner::defaults::load(&args.model, &ck.model.config).map_err(anyhow::Error::msg)?;
     names
         .into_iter()
         .map(|name| {
-            let params = if name == "m2ib" {
-                let m = M2ib {
-                    image: bottleneck(args, args.image_layer),
-                    text: bottleneck(args, args.text_layer),
-                };
-                serde_json::to_value(m)?
+            let flags = if name == "m2ib" {
+                flag_table(args)
             } else {
-                serde_json::Value::Null
+                toml::Table::new()
             };
-            Ok(method(name, &params)?)
+            let mut from: serde_json::Map<String, serde_json::Value> =
+                flags.keys().map(|k| (k.clone(), json!("flag"))).collect();
+            let table = match defaults.methods.get(name) {
+                Some(lower) => {
+                    let (merged, taken) = m2ib_runner::defaults::merge_beneath(&flags, lower);
+                    for k in taken {
+                        from.insert(k, json!(format!("model: {}", defaults.origin)));
+                    }
+                    merged
+                }
+                None => flags,
+            };
+            let cell = m2ib_runner::experiment::Cell {
+                method: name.to_string(),
+                params: serde_json::to_value(&table)?,
+            };
+            let m = m2ib_runner::experiment::method_from_cell(&cell).map_err(anyhow::Error::msg)?;
+            if name == "m2ib" {
+                let p = m.params();
+                for (tower, depth) in [
+                    ("image", ck.model.vision_depth()),
+                    ("text", ck.model.text_depth()),
+                ] {
+                    let layer = p[tower]["layer"].as_i64().unwrap_or_default();
+                    m2ib_attribution::m2ib::bottleneck_block(layer, depth, tower)?;
+                }
+            }
+            Ok((m, serde_json::Value::Object(from)))
         })
         .collect()
 }
@@ -252,7 +278,7 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
         &m2ib_clip::ModelOptions::preset(&args.preset)?,
     )
     .with_context(|| format!("loading {}", args.model.display()))?;
-    let methods = methods(&args)?;
+    let methods = methods(&args, &ck)?;
     let pairs = read_pairs(&args)?;
     let bar = ProgressBar::new((pairs.len() * methods.len()) as u64);
     bar.set_style(ProgressStyle::with_template(
@@ -279,7 +305,7 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
                 vec![seed],
             );
             let mut columns = vec![];
-            for m in &methods {
+            for (m, sources) in &methods {
                 bar.set_message(format!("{} on {}", m.name(), image.display()));
                 let a = m.attribute(&ck.model, &batch)?.remove(0);
                 let sub = if methods.len() > 1 {
@@ -288,7 +314,8 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
                     dir.clone()
                 };
                 std::fs::create_dir_all(&sub)?;
-                let meta = json!({"method": m.name(), "image": image, "caption": caption, "model": args.model, "seed": seed});
+                let meta = json!({"method": m.name(), "image": image, "caption": caption, "model": args.model, "seed": seed,
+                    "settings_sources": sources, "settings_default": "keys not listed take the method's built-in default"});
                 let (image_norm, text_norm) = write_maps(&sub, &a, &p, meta)?;
                 let map = Vec::<f32>::try_from(image_norm.flatten(0, -1))?;
                 let overlay = Overlay {

@@ -215,7 +215,31 @@ pub fn generate_colours_swapped(seed: u64, split: Split, index: u64) -> Option<S
     (s.named.len() >= 2).then_some(s)
 }
 
+/// The image of scene `index` without object `omit` (an index into its `objects`): the same
+/// layout, background and shading, with the background where the object was. The intervention
+/// behind the object-importance ground truth: what the model loses when one object is gone.
+pub fn render_without(
+    seed: u64,
+    split: Split,
+    index: u64,
+    absent_variant: bool,
+    omit: usize,
+) -> Vec<u8> {
+    build_with(seed, split, index, absent_variant, false, Some(omit)).rgb
+}
+
 fn build(seed: u64, split: Split, index: u64, absent_variant: bool, swap: bool) -> Scene {
+    build_with(seed, split, index, absent_variant, swap, None)
+}
+
+fn build_with(
+    seed: u64,
+    split: Split,
+    index: u64,
+    absent_variant: bool,
+    swap: bool,
+    omit: Option<usize>,
+) -> Scene {
     let mut r = Rng::new(scene_seed(seed, split, index));
     let n_named = r.range(1, 3);
     let n_total = r.range(n_named, 5).max(n_named);
@@ -280,8 +304,9 @@ fn build(seed: u64, split: Split, index: u64, absent_variant: bool, swap: bool) 
     }
     let mut rgb = background(&mut r);
     let mut masks = Vec::with_capacity(objects.len());
-    for o in &objects {
+    for (k, o) in objects.iter().enumerate() {
         let col = COLOURS[o.colour].1;
+        // Drawn for every object (omitted or not) so the others keep their shading.
         let shade = 0.85 + r.f64() * 0.15;
         let [x0, y0, x1, y1] = o.bbox;
         let half = (x1 - x0) as f64 / 2.0;
@@ -291,9 +316,11 @@ fn build(seed: u64, split: Split, index: u64, absent_variant: bool, swap: bool) 
                 let u = (x as f64 + 0.5 - x0 as f64 - half) / half;
                 let v = (y as f64 + 0.5 - y0 as f64 - half) / half;
                 if o.shape.contains(u, v) {
-                    let p = (y * SIZE + x) * 3;
-                    for c in 0..3 {
-                        rgb[p + c] = (col[c] as f64 * shade).round() as u8;
+                    if omit != Some(k) {
+                        let p = (y * SIZE + x) * 3;
+                        for c in 0..3 {
+                            rgb[p + c] = (col[c] as f64 * shade).round() as u8;
+                        }
                     }
                     mask.push((y * SIZE + x) as u32);
                 }
@@ -332,6 +359,37 @@ impl Scene {
                 [b[0] as f64, b[1] as f64, b[2] as f64, b[3] as f64]
             })
             .collect()
+    }
+
+    /// The phrases the caption names, in caption order, with the object each names (`None`:
+    /// the absent object).
+    pub fn phrases(&self) -> Vec<(String, Option<usize>)> {
+        self.caption
+            .split(" and ")
+            .map(|p| {
+                let phrase = p.trim_start_matches("a ").to_string();
+                let obj = self
+                    .named
+                    .iter()
+                    .copied()
+                    .find(|&i| self.objects[i].phrase() == phrase);
+                (phrase, obj)
+            })
+            .collect()
+    }
+
+    /// The caption without its `k`-th phrase (caption order); None when it names only one.
+    pub fn caption_without(&self, k: usize) -> Option<String> {
+        let parts: Vec<&str> = self.caption.split(" and ").collect();
+        (parts.len() > 1 && k < parts.len()).then(|| {
+            parts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != k)
+                .map(|(_, p)| *p)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        })
     }
 
     /// Caption words that name present objects (the text ground truth).
@@ -418,6 +476,43 @@ pub fn vocabulary() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_an_object_changes_its_pixels_only() {
+        let mut seen_multi = 0;
+        for i in 0..40 {
+            let s = generate(3, Split::Test, i, true);
+            for k in 0..s.objects.len() {
+                let without = render_without(3, Split::Test, i, true, k);
+                let mask: std::collections::HashSet<u32> = s.masks[k].iter().copied().collect();
+                let mut changed = 0;
+                for px in 0..SIZE * SIZE {
+                    let differs = s.rgb[px * 3..px * 3 + 3] != without[px * 3..px * 3 + 3];
+                    assert!(
+                        !differs || mask.contains(&(px as u32)),
+                        "scene {i} object {k}"
+                    );
+                    changed += differs as usize;
+                }
+                // The object is gone: (nearly) all of its pixels are background now.
+                assert!(
+                    changed * 10 >= mask.len() * 9,
+                    "{changed} of {}",
+                    mask.len()
+                );
+                seen_multi += (s.objects.len() > 1) as usize;
+            }
+            // Captions: one phrase fewer, the others unchanged and in order.
+            let phrases = s.phrases();
+            assert!(phrases.iter().filter(|p| p.1.is_none()).count() == 1);
+            for k in 0..phrases.len() {
+                let c = s.caption_without(k).unwrap();
+                assert!(!c.contains(&format!("a {}", phrases[k].0)) || phrases.len() == 1);
+                assert_eq!(c.split(" and ").count(), phrases.len() - 1);
+            }
+        }
+        assert!(seen_multi > 20);
+    }
     use std::collections::HashSet;
 
     #[test]

@@ -75,6 +75,17 @@ pub fn image_change(
     })
 }
 
+/// The binary mask of the top `fraction` of a map's pixels (strictly above its
+/// (1 - fraction) percentile, numpy's linear interpolation): the "keep" variant of the image
+/// protocol. The whole-map product keeps every pixel at its map value, so a spatially uniform
+/// map (random noise, mean 0.5 everywhere) keeps all content at half strength and barely moves
+/// the model; keeping only the top pixels makes a map choose what survives.
+pub fn keep_top(map: &Tensor, fraction: f64) -> Result<Tensor, MetricError> {
+    let v = Vec::<f64>::try_from(map.flatten(0, -1).to_kind(tch::Kind::Double))?;
+    let t = percentile(&v, (1.0 - fraction) * 100.0);
+    Ok(map.gt(t).to_kind(map.kind()))
+}
+
 /// Text: `ids` with start and end, `scores` one per position, `pool` the end position.
 pub fn text_change(
     model: &ClipModel,

@@ -1,7 +1,9 @@
 //! m2ib-metrics: the paper's evaluation (DESIGN.md "Metrics"), one file per metric, with the
 //! shared statistics written once in `stats`.
 
+pub mod calibration;
 pub mod confidence;
+pub mod intervention;
 pub mod localization;
 pub mod roar;
 pub mod sanity;

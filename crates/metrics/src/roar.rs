@@ -20,8 +20,19 @@ pub struct RoarConfig {
     pub batch_size: usize,
     pub lr: f64,
     pub val_fraction: f64,
+    /// The validation loss is the mean contrastive loss over batches of exactly this many pairs
+    /// (a leftover smaller batch is not scored): the loss of a batch depends on its size (chance
+    /// is ln(size)), so a tiny validation batch is near 0 and the score's denominator is noise.
+    pub val_batch_size: usize,
     pub seed: u64,
 }
+
+/// The smallest validation batch a ROAR+ configuration may use (see `val_batch_size`).
+pub const MIN_VAL_BATCH: usize = 8;
+
+/// A clean validation loss below this is refused (an error row, not a score): the score divides
+/// by it, so the validation pairs must not be trivially easy for the model.
+pub const MIN_CLEAN_LOSS: f64 = 0.01;
 
 impl Default for RoarConfig {
     fn default() -> Self {
@@ -32,6 +43,7 @@ impl Default for RoarConfig {
             batch_size: 32,
             lr: 1e-4,
             val_fraction: 0.2,
+            val_batch_size: 16,
             seed: 0,
         }
     }
@@ -180,9 +192,16 @@ fn finetune_and_validate(
         },
         |_, _| {},
     )?;
+    if val_idx.len() < cfg.val_batch_size {
+        return Err(MetricError::Undefined(format!(
+            "ROAR+: {} validation pairs, fewer than one validation batch of {}",
+            val_idx.len(),
+            cfg.val_batch_size
+        )));
+    }
     let mut total = 0.0;
     let mut count = 0.0;
-    for chunk in val_idx.chunks(cfg.batch_size.max(2)) {
+    for chunk in val_idx.chunks_exact(cfg.val_batch_size) {
         let b = select(&data.pixels, &data.ids, chunk, data, device);
         total += f64::try_from(tch::no_grad(|| contrastive_loss(&model, &b)))? * chunk.len() as f64;
         count += chunk.len() as f64;

@@ -39,8 +39,13 @@ fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
         .collect())
 }
 
-/// Rows drawn as figures or kept as detail, not averaged into Table 1.
-pub const NOT_IN_TABLE: [&str; 3] = ["sanity", "sanity_noise_floor", "roar_loss"];
+/// Rows drawn as figures or kept as detail, not averaged into Table 1. The clean ROAR+ loss
+/// (`roar_loss`, variant `clean`) stays: it is the denominator of every ROAR+ cell.
+pub const NOT_IN_TABLE: [&str; 2] = ["sanity", "sanity_noise_floor"];
+
+fn in_table(metric: &str, variant: &str) -> bool {
+    !NOT_IN_TABLE.contains(&metric) && !(metric == "roar_loss" && variant != "clean")
+}
 
 pub fn table(df: &DataFrame) -> PolarsResult<Table> {
     let method = strings(df, "method")?;
@@ -56,7 +61,10 @@ pub fn table(df: &DataFrame) -> PolarsResult<Table> {
         (BTreeMap<i64, Vec<f64>>, usize),
     > = BTreeMap::new();
     for i in 0..df.height() {
-        if NOT_IN_TABLE.contains(&metric[i].as_deref().unwrap_or_default()) {
+        if !in_table(
+            metric[i].as_deref().unwrap_or_default(),
+            variant[i].as_deref().unwrap_or_default(),
+        ) {
             continue;
         }
         let key = (
@@ -125,6 +133,16 @@ pub fn short_params(p: &str) -> String {
     }
 }
 
+/// Three decimals, or `—` where the value is undefined (a standard error of one repeat or one
+/// sample, a cell with no values): never NaN in a table.
+pub fn fmt3(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "—".to_string()
+    }
+}
+
 /// Markdown and CSV renderings; the best mean per column is bold in Markdown.
 pub fn render(t: &Table) -> (String, String) {
     let cols: Vec<(String, String, String)> = {
@@ -174,8 +192,13 @@ pub fn render(t: &Table) -> (String, String) {
             match row.get(c) {
                 Some(x) => {
                     let v = format!(
-                        "{:.3} ± {:.3} (±{:.3}/sample; n={}/{}, R={})",
-                        x.mean, x.se_repeats, x.se_samples, x.n_used, x.n_total, x.repeats
+                        "{} ± {} (±{}/sample; n={}/{}, R={})",
+                        fmt3(x.mean),
+                        fmt3(x.se_repeats),
+                        fmt3(x.se_samples),
+                        x.n_used,
+                        x.n_total,
+                        x.repeats
                     );
                     md += &if x.mean == *b {
                         format!(" **{v}** |")

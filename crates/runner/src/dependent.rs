@@ -2,8 +2,7 @@
 //! shared clean fine-tuning of a repeat, then one score per method configuration from the cached
 //! maps of the training pairs) and the sanity cascade against an explain job's cached maps.
 //! A dependency missing from the cache (another shard's job) is computed on the spot.
-use crate::experiment::method_from_cell;
-use crate::explain::{batch_of, maps_of, prepare_chunk, value_row, Chunk};
+use crate::explain::{batch_of, maps_of, prepare_chunk, value_row, Chunk, Source};
 use crate::jobs::{hash64, split_seed, Job, JobKind};
 use crate::run::RunContext;
 use crate::store::Row;
@@ -123,7 +122,7 @@ pub fn roar_job(
     base: &Row,
 ) -> anyhow::Result<Vec<Row>> {
     let spec = ctx.exp.metrics.roar.as_ref().expect("roar spec");
-    let method = method_from_cell(&job.cell).map_err(anyhow::Error::msg)?;
+    let method = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
     let params = method.params();
     let listed = &ctx.roar_listed[job.repeat];
     let (mut prepared, mut atts): (Vec<_>, Vec<Attribution>) = (vec![], vec![]);
@@ -150,7 +149,7 @@ pub fn roar_job(
                     continue;
                 }
                 let batch = batch_of(ck, &chunk.prepared);
-                match maps_of(ctx.out, ck, dep, method.as_ref(), &chunk, &batch)? {
+                match maps_of(ctx.out, ck, dep, &method, &chunk, &batch)? {
                     Ok(a) => atts.extend(a),
                     Err(e) => return Ok(fail(format!("explaining the training pairs: {e}"))),
                 }
@@ -196,6 +195,15 @@ pub fn roar_job(
             Err(e) => rows.push(error_row(m, e.to_string())),
             Ok(reps) => {
                 for r in reps {
+                    let score = if r.l_clean < m2ib_metrics::roar::MIN_CLEAN_LOSS {
+                        Err(format!(
+                            "clean validation loss {:.2e} is below the floor {}: the validation batches are too easy for the model, so the score's denominator is noise (raise val_batch_size or n)",
+                            r.l_clean,
+                            m2ib_metrics::roar::MIN_CLEAN_LOSS
+                        ))
+                    } else {
+                        Ok(r.score)
+                    };
                     let b = Row {
                         step: Some(r.repeat as i64),
                         seed: cfg.seed,
@@ -203,22 +211,29 @@ pub fn roar_job(
                         ..base.clone()
                     };
                     for (metric, v, value) in [
-                        ("roar", variant(spec.fraction), r.score),
-                        ("roar_loss", "clean".to_string(), r.l_clean),
-                        ("roar_loss", "degraded".to_string(), r.l_degraded),
+                        ("roar", variant(spec.fraction), score),
+                        ("roar_loss", "clean".to_string(), Ok(r.l_clean)),
+                        ("roar_loss", "degraded".to_string(), Ok(r.l_degraded)),
                     ] {
                         let b = Row {
                             metric: metric.into(),
                             metric_variant: v,
                             ..b.clone()
                         };
-                        rows.push(value_row(&b, &params, m, Ok(value)));
+                        rows.push(value_row(&b, &params, m, value));
                     }
                 }
             }
         }
     }
     Ok(rows)
+}
+
+fn source_method(s: &Source) -> &dyn m2ib_attribution::Attributor {
+    match s {
+        Source::Method(m) => m.as_ref(),
+        Source::Reference(_) => unreachable!("sanity jobs hold methods only"),
+    }
 }
 
 fn variant(fraction: f64) -> String {
@@ -238,7 +253,9 @@ pub fn sanity_job(
     job: &Job,
     base: &Row,
 ) -> anyhow::Result<Vec<Row>> {
-    let method = method_from_cell(&job.cell).map_err(anyhow::Error::msg)?;
+    let Source::Method(method) = Source::of(&job.cell).map_err(anyhow::Error::msg)? else {
+        anyhow::bail!("sanity jobs are for attribution methods, not calibration references");
+    };
     let params = method.params();
     let dep = job
         .deps
@@ -269,7 +286,8 @@ pub fn sanity_job(
         return Ok(rows);
     }
     let batch = batch_of(ck, &chunk.prepared);
-    let original = match maps_of(ctx.out, ck, dep, method.as_ref(), &chunk, &batch)? {
+    let source = Source::Method(method);
+    let original = match maps_of(ctx.out, ck, dep, &source, &chunk, &batch)? {
         Ok(a) => a,
         Err(e) => {
             for (p, s) in &chunk.prepared {
@@ -284,17 +302,21 @@ pub fn sanity_job(
         .map(|s| s.name.clone())
         .collect();
     let seed = split_seed(ctx.exp.seed ^ 0x5A17, job.repeat);
-    let curve =
-        match m2ib_metrics::sanity::sanity_against(&original, model, method.as_ref(), &batch, seed)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                for (p, s) in &chunk.prepared {
-                    err_rows(&mut rows, &p.id, *s, &e.to_string());
-                }
-                return Ok(rows);
+    let curve = match m2ib_metrics::sanity::sanity_against(
+        &original,
+        model,
+        source_method(&source),
+        &batch,
+        seed,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            for (p, s) in &chunk.prepared {
+                err_rows(&mut rows, &p.id, *s, &e.to_string());
             }
-        };
+            return Ok(rows);
+        }
+    };
     let steps_file = sanity_steps_path(ctx.out);
     if !steps_file.exists() {
         crate::store::write_atomic(&steps_file, serde_json::to_string(&names)?.as_bytes())?;

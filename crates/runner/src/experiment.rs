@@ -34,6 +34,10 @@ pub struct Experiment {
     pub include: Option<PathBuf>,
 }
 
+fn whole_map() -> Vec<String> {
+    vec!["whole-map".into()]
+}
+
 fn one() -> usize {
     1
 }
@@ -108,7 +112,7 @@ fn test_split() -> String {
     "test".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSpec {
     /// Threshold modes: "value", "percentile".
@@ -116,14 +120,34 @@ pub struct MetricsSpec {
     pub localization: Vec<String>,
     #[serde(default)]
     pub text_localization: bool,
-    /// Text protocols: "official", "padded" (the image rule is always the whole map).
+    /// Text protocols: "official", "padded". Any entry also scores the image variants below.
     #[serde(default)]
     pub confidence: Vec<String>,
+    /// Image confidence variants (with `confidence`): "whole-map" (the paper: pixels times the
+    /// normalised map) and "keep-top25" (pixels outside the map's top 25 % set to the channel
+    /// mean; on the shapes benchmark random maps beat the oracle under whole-map, README).
+    #[serde(default = "whole_map")]
+    pub image_confidence: Vec<String>,
     /// ROAR+ (dataset-level, dependent jobs over the map cache of the training pairs).
     pub roar: Option<RoarSpec>,
     /// Cascading randomisation per chunk, against the cached maps.
     #[serde(default)]
     pub sanity: bool,
+    /// Intervention agreement (shapes only): per sample, the rank correlation between each
+    /// object's importance for the model (cosine drop when it is removed from the scene; text:
+    /// when its phrase is removed from the caption) and the map's mass on it.
+    #[serde(default)]
+    pub intervention: bool,
+    /// Calibration rows scored beside the methods: "oracle" (the ground truth) and "random"
+    /// (seeded uniform maps). Default: both on the shapes benchmark, none elsewhere (other
+    /// readers have no token ground truth); `[]` turns them off.
+    pub calibration: Option<Vec<String>>,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        toml::from_str("").expect("every metrics key has a default")
+    }
 }
 
 /// `[metrics.roar]`: which training pairs are explained, degraded and retrained on.
@@ -151,6 +175,14 @@ pub struct RoarSpec {
     pub lr: f64,
     #[serde(default = "val_fraction")]
     pub val_fraction: f64,
+    /// Pairs per validation batch (the contrastive loss is averaged over full batches of this
+    /// size; `round(n * val_fraction)` must reach it).
+    #[serde(default = "val_batch_size")]
+    pub val_batch_size: usize,
+}
+
+fn val_batch_size() -> usize {
+    m2ib_metrics::roar::RoarConfig::default().val_batch_size
 }
 
 fn both_modalities() -> Vec<String> {
@@ -196,6 +228,7 @@ impl RoarSpec {
             batch_size: self.batch_size,
             lr: self.lr,
             val_fraction: self.val_fraction,
+            val_batch_size: self.val_batch_size,
             seed,
         }
     }
@@ -276,7 +309,13 @@ impl Experiment {
                     format!("`include` = {:?}: {}", inc.display(), e.message()),
                 )
             })?;
-            exp.methods.extend(sel.methods);
+            // Selected settings replace the experiment's own per modality (a selected
+            // `image_layer` leaves the experiment's text layer alone), keys they do not give stay.
+            for (name, selected) in sel.methods {
+                let own = exp.methods.remove(&name).unwrap_or_default();
+                let (merged, _) = crate::defaults::merge_beneath(&selected, &own);
+                exp.methods.insert(name, merged);
+            }
         }
         if let Err(e) = exp.model.options() {
             return Err(err(line_of(source, "model", "preset"), e));
@@ -313,6 +352,28 @@ impl Experiment {
                 ));
             }
         }
+        for c in exp.metrics.calibration.iter().flatten() {
+            if !m2ib_metrics::calibration::REFERENCES.contains(&c.as_str()) {
+                return Err(err(
+                    line_of(source, "metrics", "calibration"),
+                    format!(
+                        "`metrics.calibration` entry {c:?}; allowed: {}",
+                        m2ib_metrics::calibration::REFERENCES.join(", ")
+                    ),
+                ));
+            }
+        }
+        for v in &exp.metrics.image_confidence {
+            if v != "whole-map" && v != crate::explain::KEEP_TOP25 {
+                return Err(err(
+                    line_of(source, "metrics", "image_confidence"),
+                    format!(
+                        "`metrics.image_confidence` variant {v:?}; allowed: whole-map, {}",
+                        crate::explain::KEEP_TOP25
+                    ),
+                ));
+            }
+        }
         if let Some(r) = &exp.metrics.roar {
             let at = |k: &str| line_of(source, "metrics.roar", k);
             for m in &r.modalities {
@@ -338,6 +399,19 @@ impl Experiment {
                     format!(
                         "`metrics.roar.val_fraction` = {}; allowed: 0 < val_fraction < 1",
                         r.val_fraction
+                    ),
+                ));
+            }
+            let n_val = ((r.n as f64) * r.val_fraction).round() as usize;
+            if r.val_batch_size < m2ib_metrics::roar::MIN_VAL_BATCH || n_val < r.val_batch_size {
+                return Err(err(
+                    at("n"),
+                    format!(
+                        "`metrics.roar`: n = {} x val_fraction = {} gives {n_val} validation pairs, fewer than one validation batch (val_batch_size = {}, at least {}): the contrastive loss of a tiny batch is near 0 and ROAR+ divides by it; raise n",
+                        r.n,
+                        r.val_fraction,
+                        r.val_batch_size,
+                        m2ib_metrics::roar::MIN_VAL_BATCH
                     ),
                 ));
             }
@@ -418,12 +492,73 @@ impl Experiment {
         Ok(exp)
     }
 
-    /// All method cells of the grid, in a stable order.
+    /// All method cells of the grid, in a stable order, then the calibration references.
     pub fn cells(&self) -> Vec<Cell> {
-        self.methods
+        let mut cells: Vec<Cell> = self
+            .methods
             .iter()
             .flat_map(|(name, table)| expand(name, table))
-            .collect()
+            .collect();
+        cells.extend(self.calibration().into_iter().map(|r| Cell {
+            method: r,
+            params: Value::Object(Map::new()),
+        }));
+        cells
+    }
+
+    /// Puts the model's recommended settings beneath each listed method's table (per modality;
+    /// methods the experiment does not list are not added). Returns, per method and key, where
+    /// the value came from: the experiment file, its `include`, or the model's defaults; keys
+    /// none of them gives take the method's built-in default (recorded as such in run.json).
+    pub fn apply_model_defaults(
+        &mut self,
+        d: &crate::defaults::ModelDefaults,
+        source: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+        let mut sources = BTreeMap::new();
+        for (name, table) in self.methods.iter_mut() {
+            let section = format!("methods.{name}");
+            let mut from: BTreeMap<String, String> = table
+                .keys()
+                .map(|k| {
+                    let origin = if line_of(source, &section, k) > 0 {
+                        "experiment".to_string()
+                    } else {
+                        match &self.include {
+                            Some(p) => format!("include: {}", p.display()),
+                            None => "experiment".to_string(),
+                        }
+                    };
+                    (k.clone(), origin)
+                })
+                .collect();
+            if let Some(lower) = d.methods.get(name) {
+                let (merged, taken) = crate::defaults::merge_beneath(table, lower);
+                for k in taken {
+                    from.insert(k, format!("model: {}", d.origin));
+                }
+                *table = merged;
+            }
+            for cell in expand(name, table) {
+                method_from_cell(&cell).map_err(|e| {
+                    format!("{}: `{section}` with the model's defaults: {e}", d.origin)
+                })?;
+            }
+            sources.insert(name.clone(), from);
+        }
+        Ok(sources)
+    }
+
+    /// The calibration references this experiment scores (see `MetricsSpec::calibration`).
+    pub fn calibration(&self) -> Vec<String> {
+        match &self.metrics.calibration {
+            Some(c) => c.clone(),
+            None if self.dataset.reader == "shapes" => m2ib_metrics::calibration::REFERENCES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            None => vec![],
+        }
     }
 
     /// Device names to run on.
@@ -539,7 +674,10 @@ n = 4
         let e = Experiment::parse(&src, "t.toml").unwrap();
         let cells = e.cells();
         assert_eq!(cells.iter().filter(|c| c.method == "m2ib").count(), 27);
-        assert_eq!(cells.len(), 28);
+        // + saliency, + the shapes benchmark's calibration rows (oracle, random) at the end.
+        assert_eq!(cells.len(), 30);
+        assert_eq!(cells[28].method, "oracle");
+        assert_eq!(cells[29].method, "random");
         let p = method_params(&cells[0]);
         assert_eq!(p["image"]["layer"], 7);
         assert_eq!(p["text"]["beta"], 1);

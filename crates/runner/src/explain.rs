@@ -1,15 +1,18 @@
 //! Explain jobs: prepare a chunk of samples (decoding and preprocessing in parallel with rayon),
 //! get their maps from the map cache or compute and cache them atomically, then score the
 //! per-sample metrics (localization, confidence drop / increase) from those maps.
-use crate::experiment::{method_from_cell, Experiment};
+use crate::experiment::{method_from_cell, Cell, Experiment};
 use crate::jobs::{sample_seed, Job};
 use crate::run::RunContext;
 use crate::samples::{prepare_cpu, sample_id, Listed, Prepared, PreparedCpu};
 use crate::store::Row;
 use anyhow::Context;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
+use m2ib_clip::tokenizer::text_input;
 use m2ib_clip::Checkpoint;
-use m2ib_metrics::confidence::{image_change, text_change, TextProtocol};
+use m2ib_metrics::calibration::{self, Reference};
+use m2ib_metrics::confidence::{image_change, keep_top, text_change, TextProtocol};
+use m2ib_metrics::intervention;
 use m2ib_metrics::localization::{iou, text_auroc, Threshold};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -26,6 +29,7 @@ pub struct Chunk {
 /// Decodes, preprocesses and tokenizes the job's samples; CPU work in parallel.
 pub fn prepare_chunk(exp: &Experiment, ck: &Checkpoint, job: &Job, listed: &[Listed]) -> Chunk {
     let (pre, tok) = (&ck.preprocessor, &ck.tokenizer);
+    let interventions = exp.metrics.intervention && job.kind == crate::jobs::JobKind::Explain;
     let results: Vec<(String, u64, Result<PreparedCpu, String>)> = job
         .samples
         .par_iter()
@@ -36,7 +40,7 @@ pub fn prepare_chunk(exp: &Experiment, ck: &Checkpoint, job: &Job, listed: &[Lis
             let p = l
                 .as_ref()
                 .map_err(|e| e.1.clone())
-                .and_then(|s| prepare_cpu(pre, tok, s));
+                .and_then(|s| prepare_cpu(pre, tok, s, interventions));
             (id, seed, p)
         })
         .collect();
@@ -111,22 +115,79 @@ fn read_maps(
         .collect()
 }
 
+/// Where a cell's maps come from: an attribution method, or a calibration reference (oracle,
+/// random) made from the sample's ground truth or a seed — never a method: not in sanity jobs,
+/// `--method all`, bench or selection.
+pub enum Source {
+    Method(Box<dyn Attributor>),
+    Reference(Reference),
+}
+
+impl Source {
+    pub fn of(cell: &Cell) -> Result<Source, String> {
+        match Reference::from_name(&cell.method) {
+            Some(r) => Ok(Source::Reference(r)),
+            None => method_from_cell(cell).map(Source::Method),
+        }
+    }
+
+    pub fn params(&self) -> Value {
+        match self {
+            Source::Method(m) => m.params(),
+            Source::Reference(_) => Value::Object(Default::default()),
+        }
+    }
+
+    /// One attribution per prepared sample; a reference that lacks ground truth for a sample
+    /// fails the chunk (shapes samples always have it).
+    pub fn attribute(
+        &self,
+        ck: &Checkpoint,
+        chunk: &Chunk,
+        batch: &Batch,
+    ) -> Result<Vec<Attribution>, String> {
+        let r = match self {
+            Source::Method(m) => return m.attribute(&ck.model, batch).map_err(|e| e.to_string()),
+            Source::Reference(r) => *r,
+        };
+        chunk
+            .prepared
+            .iter()
+            .enumerate()
+            .map(|(k, (p, seed))| {
+                let (h, w) = (p.pixels.size()[1] as usize, p.pixels.size()[2] as usize);
+                let image = calibration::image_map(r, h, w, p.boxes.as_deref(), *seed)
+                    .map_err(|e| e.to_string())?;
+                let text =
+                    calibration::text_scores(r, p.encoded.ids.len(), p.present.as_deref(), *seed)
+                        .map_err(|e| e.to_string())?;
+                Ok(Attribution {
+                    image: Tensor::from_slice(&image).view([h as i64, w as i64]),
+                    text,
+                    content: batch.content[k].clone(),
+                    params: self.params(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The job's maps: from the cache when an earlier run (or shard) made them, otherwise computed
 /// now and cached. `Err` of the inner result: the method failed for the whole chunk.
 pub fn maps_of(
     out: &Path,
     ck: &Checkpoint,
     job: &Job,
-    method: &dyn Attributor,
+    source: &Source,
     chunk: &Chunk,
     batch: &Batch,
 ) -> anyhow::Result<Result<Vec<Attribution>, String>> {
     let path = maps_path(out, &job.id);
     if path.exists() {
-        return Ok(Ok(read_maps(&path, chunk, batch, &method.params())?));
+        return Ok(Ok(read_maps(&path, chunk, batch, &source.params())?));
     }
-    match method.attribute(&ck.model, batch) {
-        Err(e) => Ok(Err(e.to_string())),
+    match source.attribute(ck, chunk, batch) {
+        Err(e) => Ok(Err(e)),
         Ok(atts) => {
             write_maps(out, &job.id, chunk, &atts)?;
             Ok(Ok(atts))
@@ -168,6 +229,9 @@ pub fn value_row(base: &Row, params: &Value, modality: &str, v: Result<f64, Stri
     }
 }
 
+/// The image confidence variant that keeps only the map's top 25 % of pixels.
+pub const KEEP_TOP25: &str = "keep-top25";
+
 /// The (modality, metric, variant) triples an explain job scores.
 fn metric_list(exp: &Experiment) -> Vec<(&'static str, &'static str, String)> {
     let mut m = vec![];
@@ -178,12 +242,18 @@ fn metric_list(exp: &Experiment) -> Vec<(&'static str, &'static str, String)> {
         m.push(("text", "localization_auroc", "content".into()));
     }
     if !exp.metrics.confidence.is_empty() {
-        m.push(("image", "drop", "whole-map".into()));
-        m.push(("image", "increase", "whole-map".into()));
+        for v in &exp.metrics.image_confidence {
+            m.push(("image", "drop", v.clone()));
+            m.push(("image", "increase", v.clone()));
+        }
     }
     for p in &exp.metrics.confidence {
         m.push(("text", "drop", p.clone()));
         m.push(("text", "increase", p.clone()));
+    }
+    if exp.metrics.intervention {
+        m.push(("image", "intervention", "spearman".into()));
+        m.push(("text", "intervention", "spearman".into()));
     }
     m
 }
@@ -196,7 +266,7 @@ pub fn explain_job(
     base: &Row,
 ) -> anyhow::Result<(Vec<Row>, usize)> {
     let exp = ctx.exp;
-    let method = method_from_cell(&job.cell).map_err(anyhow::Error::msg)?;
+    let method = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
     let metrics = metric_list(exp);
     let chunk = prepare_chunk(exp, ck, job, &ctx.listed[job.repeat]);
     let mut rows = vec![];
@@ -221,7 +291,7 @@ pub fn explain_job(
         return Ok((rows, failed));
     }
     let batch = batch_of(ck, &chunk.prepared);
-    let atts = match maps_of(ctx.out, ck, job, method.as_ref(), &chunk, &batch)? {
+    let atts = match maps_of(ctx.out, ck, job, &method, &chunk, &batch)? {
         Ok(a) => a,
         Err(e) => {
             for (p, s) in &chunk.prepared {
@@ -284,30 +354,42 @@ fn sample_metrics(
     metric_list: &[(&str, &str, String)],
     out: &mut Vec<MetricRow>,
 ) -> Result<(), String> {
-    let image = normalize_image(&a.image).map_err(|e| e.to_string())?;
-    let text = normalize_text(&a.text, &a.content).map_err(|e| e.to_string())?;
-    let (h, w) = (image.size()[0] as usize, image.size()[1] as usize);
-    let flat: Vec<f32> =
-        Vec::try_from(image.flatten(0, -1)).map_err(|e: tch::TchError| e.to_string())?;
+    // Each modality is scored on its own: a degenerate map of one never removes the other's rows.
+    let image = normalize_image(&a.image).map_err(|e| e.to_string());
+    let text = normalize_text(&a.text, &a.content).map_err(|e| e.to_string());
+    let flat: Result<(Vec<f32>, usize, usize), String> =
+        image.as_ref().map_err(Clone::clone).and_then(|image| {
+            let (h, w) = (image.size()[0] as usize, image.size()[1] as usize);
+            let flat: Vec<f32> =
+                Vec::try_from(image.flatten(0, -1)).map_err(|e: tch::TchError| e.to_string())?;
+            Ok((flat, h, w))
+        });
     let ids = &p.encoded.ids;
     let pool =
         i64::try_from(batch.text.pool_index.get(k as i64)).map_err(|e| e.to_string())? as usize;
-    let image_conf = if exp.metrics.confidence.is_empty() {
-        None
-    } else {
-        Some(
-            image_change(&ck.model, &p.pixels, &image, &txt_e.get(k as i64))
-                .map_err(|e| e.to_string())?,
-        )
+    // Per image protocol: the whole normalised map multiplies the pixels (the paper), or only
+    // its top 25 % of pixels are kept (`keep-top25`; README "Calibration").
+    let image_conf = |variant: &str| -> Result<m2ib_metrics::confidence::Change, String> {
+        let image = image.as_ref().map_err(Clone::clone)?;
+        let map = if variant == KEEP_TOP25 {
+            keep_top(image, 0.25).map_err(|e| e.to_string())?
+        } else {
+            image.shallow_clone()
+        };
+        image_change(&ck.model, &p.pixels, &map, &txt_e.get(k as i64)).map_err(|e| e.to_string())
     };
     for (modality, metric, variant) in metric_list {
         let v: Result<f64, String> = match (*modality, *metric) {
+            ("image", _) if image.is_err() => {
+                Err(image.as_ref().err().cloned().unwrap_or_default())
+            }
+            ("text", _) if text.is_err() => Err(text.as_ref().err().cloned().unwrap_or_default()),
             ("image", "localization_iou") => match &p.boxes {
                 None => Err("sample has no boxes".into()),
                 Some(b) => iou(
-                    &flat,
-                    h,
-                    w,
+                    &flat.as_ref().expect("image map").0,
+                    flat.as_ref().expect("image map").1,
+                    flat.as_ref().expect("image map").2,
                     b,
                     if variant == "percentile" {
                         Threshold::Percentile
@@ -319,10 +401,46 @@ fn sample_metrics(
             },
             ("text", "localization_auroc") => match &p.present {
                 None => Err("sample has no token ground truth".into()),
-                Some(present) => text_auroc(&text, &a.content, present).map_err(|e| e.to_string()),
+                Some(present) => text_auroc(text.as_ref().expect("text map"), &a.content, present)
+                    .map_err(|e| e.to_string()),
             },
-            ("image", "drop") => Ok(image_conf.expect("confidence").drop()),
-            ("image", "increase") => Ok(image_conf.expect("confidence").increase()),
+            ("image", "intervention") => match &p.interventions {
+                None => Err("sample has no interventions (shapes scenes only)".into()),
+                Some(iv) => intervention::image_importance(
+                    &ck.model,
+                    &p.pixels,
+                    &iv.images,
+                    &txt_e.get(k as i64),
+                )
+                .and_then(|imp| {
+                    let map = &flat.as_ref().expect("image map").0;
+                    intervention::agreement(&imp, &intervention::masses(map, &iv.masks))
+                })
+                .map_err(|e| e.to_string()),
+            },
+            ("text", "intervention") => match &p.interventions {
+                None => Err("sample has no interventions (shapes scenes only)".into()),
+                Some(iv) if iv.captions.is_empty() => {
+                    Err("the caption names one object: nothing to rank".into())
+                }
+                Some(iv) => {
+                    let t = &ck.tokenizer;
+                    let mut rows = vec![ids.clone()];
+                    rows.extend(iv.captions.iter().cloned());
+                    let input = text_input(&rows, t.pad_id, t.end_id, ck.pooling);
+                    intervention::text_importance(&ck.model, &input, &img_e.get(k as i64))
+                        .and_then(|imp| {
+                            let scores = text.as_ref().expect("text map");
+                            intervention::agreement(
+                                &imp,
+                                &intervention::token_masses(scores, &iv.phrase_tokens),
+                            )
+                        })
+                        .map_err(|e| e.to_string())
+                }
+            },
+            ("image", "drop") => image_conf(variant).map(|c| c.drop()),
+            ("image", "increase") => image_conf(variant).map(|c| c.increase()),
             ("text", m) => {
                 let protocol = if variant == "official" {
                     TextProtocol::Official
@@ -347,6 +465,7 @@ fn sample_metrics(
         let m: &'static str = match *metric {
             "localization_iou" => "localization_iou",
             "localization_auroc" => "localization_auroc",
+            "intervention" => "intervention",
             "drop" => "drop",
             _ => "increase",
         };

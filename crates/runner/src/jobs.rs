@@ -101,10 +101,17 @@ fn id_of(parts: &[&str]) -> String {
 /// Every job of the experiment: cells x repeats x chunks, plus the dependent ROAR+ and sanity
 /// jobs when the metrics ask for them.
 pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> {
-    let metrics = serde_json::json!({
+    let mut metrics = serde_json::json!({
         "localization": exp.metrics.localization, "text_localization": exp.metrics.text_localization,
         "confidence": exp.metrics.confidence,
     });
+    // Only when asked for, so that the ids of experiments without it stay as they were.
+    if exp.metrics.intervention {
+        metrics["intervention"] = true.into();
+    }
+    if exp.metrics.image_confidence != ["whole-map"] {
+        metrics["image_confidence"] = serde_json::json!(exp.metrics.image_confidence);
+    }
     let dataset = dataset_key(&exp.dataset);
     let mut out = vec![];
     let clean_cell = Cell {
@@ -151,7 +158,9 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
                     samples,
                     deps: vec![],
                 };
-                if exp.metrics.sanity {
+                let reference =
+                    m2ib_metrics::calibration::Reference::from_name(&cell.method).is_some();
+                if exp.metrics.sanity && !reference {
                     out.push(Job {
                         id: id_of(&[
                             weights_hash,

@@ -1,6 +1,7 @@
 //! m2ib-runner: experiment TOML -> jobs -> a worker pool -> Parquet parts (DESIGN.md "Runner and
 //! results"), plus the embedded default's training (`tiny`).
 
+pub mod defaults;
 pub mod dependent;
 pub mod experiment;
 pub mod explain;

@@ -1,7 +1,7 @@
 //! Runs an experiment: validates it against the model, expands jobs, skips finished ones, and
 //! fans the rest over a worker pool (one model copy per device or CPU worker). Each job
 //! explains a chunk of samples, caches the maps, computes the metrics and writes one Parquet part.
-use crate::experiment::{line_of, method_from_cell, Experiment, ExperimentError};
+use crate::experiment::{line_of, Experiment, ExperimentError};
 use crate::jobs::{in_shard, jobs, split_seed, Job, JobKind};
 use crate::samples::{list, Listed};
 use crate::store::{is_done, write_part, Row};
@@ -50,6 +50,7 @@ pub fn validate_layers(
     source: &str,
     file: &str,
     config: &ClipConfig,
+    defaults_origin: &str,
 ) -> Result<(), ExperimentError> {
     let depths = [
         ("image", config.vision_config.num_hidden_layers as usize),
@@ -67,10 +68,31 @@ pub fn validate_layers(
                 _ => continue,
             };
             for (tower, depth) in towers {
-                if let Err(e) = resolve_layer(l, depth) {
+                let checked = if cell.method == "m2ib" {
+                    m2ib_attribution::m2ib::bottleneck_block(l, depth, tower)
+                        .map(|_| ())
+                        .map_err(|e| match e {
+                            m2ib_attribution::AttributionError::InvalidParameter {
+                                message,
+                                ..
+                            } => message,
+                            other => other.to_string(),
+                        })
+                } else {
+                    resolve_layer(l, depth)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                if let Err(e) = checked {
+                    // A key the model's defaults gave is reported against the model's file.
+                    let line = line_of(source, &section, key);
                     return Err(ExperimentError {
-                        file: file.into(),
-                        line: line_of(source, &section, key),
+                        file: if line == 0 {
+                            defaults_origin.into()
+                        } else {
+                            file.into()
+                        },
+                        line,
                         message: format!("`{section}.{key}` ({tower} tower): {e}"),
                     });
                 }
@@ -128,7 +150,7 @@ fn run_job(
     let method = if job.kind == JobKind::RoarClean {
         None
     } else {
-        Some(method_from_cell(&job.cell).map_err(anyhow::Error::msg)?)
+        Some(crate::explain::Source::of(&job.cell).map_err(anyhow::Error::msg)?)
     };
     let roar_split = exp.metrics.roar.as_ref().map(|r| r.split.clone());
     let base = Row {
@@ -161,9 +183,7 @@ fn run_job(
             if !chunk.prepared.is_empty() {
                 let batch = crate::explain::batch_of(ck, &chunk.prepared);
                 let m = method.as_ref().expect("method");
-                if let Err(e) =
-                    crate::explain::maps_of(ctx.out, ck, job, m.as_ref(), &chunk, &batch)?
-                {
+                if let Err(e) = crate::explain::maps_of(ctx.out, ck, job, m, &chunk, &batch)? {
                     // The ROAR+ job reports it (computing again finds the same failure).
                     eprintln!("roar maps of job {}: {e}", job.id);
                 }
@@ -193,7 +213,11 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     }
     let file = path.display().to_string();
     let config = ClipConfig::from_file(&exp.model.path.join("config.json"))?;
-    validate_layers(&exp, &source, &file, &config)?;
+    let defaults = crate::defaults::load(&exp.model.path, &config).map_err(anyhow::Error::msg)?;
+    let settings_sources = exp
+        .apply_model_defaults(&defaults, &source)
+        .map_err(anyhow::Error::msg)?;
+    validate_layers(&exp, &source, &file, &config, &defaults.origin)?;
     let out = opts
         .out
         .clone()
@@ -264,6 +288,8 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 None => "defaults: the experiment file's own values".to_string(),
             },
             "selected_settings": exp.include.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
+            "model_defaults": defaults.origin, "settings_sources": settings_sources,
+            "resolved_methods": exp.methods,
         }))?,
     )?;
     // Samples per repeat, listed once.

@@ -4,7 +4,7 @@ use crate::experiment::DatasetSpec;
 use crate::jobs::hash64;
 use m2ib_clip::{decode_image, Checkpoint, ClipTokenizer, Encoded, Preprocessor, Rgb8};
 use m2ib_data::readers::{cc, mscxr};
-use m2ib_data::shapes::{generate, Split};
+use m2ib_data::shapes::{generate, render_without, Split};
 use m2ib_data::{ImageSource, Sample};
 use tch::Tensor;
 
@@ -18,6 +18,9 @@ pub fn split_of(s: &str) -> Result<Split, String> {
         )),
     }
 }
+
+/// `Sample::extra` key of a shapes scene's generator coordinates: `stream:split:index:absent`.
+pub const SCENE_KEY: &str = "shapes_scene";
 
 /// A sample or the reason it could not be read.
 pub type Listed = Result<Sample, (String, String)>;
@@ -34,6 +37,11 @@ pub fn list(d: &DatasetSpec, subset_seed: u64) -> Result<Vec<Listed>, String> {
                     let s = generate(stream, split, i, d.absent);
                     let mut extra = std::collections::BTreeMap::new();
                     extra.insert("present_words".into(), s.present_words().join(" "));
+                    // Enough to re-render the scene without one object (intervention metric).
+                    extra.insert(
+                        SCENE_KEY.into(),
+                        format!("{stream}:{}:{i}:{}", d.split, d.absent),
+                    );
                     Ok(Sample {
                         id: format!("shapes-{}-{stream:x}-{i}", d.split),
                         boxes: s.boxes(),
@@ -118,10 +126,99 @@ pub struct Prepared {
     pub boxes: Option<Vec<[f64; 4]>>,
     /// Per token: names a present object (shapes).
     pub present: Option<Vec<bool>>,
+    /// Shapes scenes, when the experiment scores interventions.
+    pub interventions: Option<Interventions>,
+}
+
+/// A shapes scene's one-object interventions, ready for the model.
+pub struct Interventions {
+    /// [K, 3, H, W]: the image without object k, for every object of the scene.
+    pub images: Tensor,
+    /// Per object: its pixels in model coordinates (row-major over the crop).
+    pub masks: Vec<Vec<bool>>,
+    /// Per caption phrase (caption order): the caption's ids without that phrase. Empty when
+    /// the caption names one phrase only.
+    pub captions: Vec<Vec<i64>>,
+    /// Per caption phrase: its content-token positions in the original caption ("a" excluded).
+    pub phrase_tokens: Vec<Vec<usize>>,
+}
+
+struct InterventionsCpu {
+    crops: Vec<Rgb8>,
+    masks: Vec<Vec<bool>>,
+    captions: Vec<Vec<i64>>,
+    phrase_tokens: Vec<Vec<usize>>,
 }
 
 pub fn prepare(ck: &Checkpoint, s: &Sample) -> Result<Prepared, String> {
-    prepare_cpu(&ck.preprocessor, &ck.tokenizer, s).map(|c| c.finish(&ck.preprocessor))
+    prepare_cpu(&ck.preprocessor, &ck.tokenizer, s, false).map(|c| c.finish(&ck.preprocessor))
+}
+
+/// The scene's interventions: every object removed in turn, every phrase dropped in turn.
+fn interventions_of(
+    pre: &Preprocessor,
+    tok: &ClipTokenizer,
+    s: &Sample,
+    encoded: &Encoded,
+) -> Result<Option<InterventionsCpu>, String> {
+    let Some(key) = s.extra.get(SCENE_KEY) else {
+        return Ok(None);
+    };
+    let parts: Vec<&str> = key.split(':').collect();
+    let bad = || format!("sample {}: malformed `{SCENE_KEY}` {key:?}", s.id);
+    let [stream, split, index, absent] = parts[..] else {
+        return Err(bad());
+    };
+    let stream: u64 = stream.parse().map_err(|_| bad())?;
+    let index: u64 = index.parse().map_err(|_| bad())?;
+    let absent = absent == "true";
+    let split = split_of(split)?;
+    let scene = generate(stream, split, index, absent);
+    let size = m2ib_data::shapes::SIZE;
+    let mut crops = vec![];
+    let mut masks = vec![];
+    for (k, m) in scene.masks.iter().enumerate() {
+        let rgb = render_without(stream, split, index, absent, k);
+        crops.push(pre.resize_crop(&Rgb8::new(size, size, rgb)));
+        let mut white = vec![0u8; size * size * 3];
+        for &px in m {
+            white[px as usize * 3..px as usize * 3 + 3].copy_from_slice(&[255, 255, 255]);
+        }
+        let crop = pre.resize_crop(&Rgb8::new(size, size, white));
+        masks.push(crop.data.chunks(3).map(|c| c[0] > 127).collect());
+    }
+    // Phrase j's tokens: the content tokens between the (j-1)-th and j-th "and".
+    let n_phrases = scene.phrases().len();
+    let mut phrase_tokens = vec![vec![]; n_phrases];
+    let mut group = 0;
+    for (p, t) in encoded.tokens.iter().enumerate() {
+        let w = t.trim_end_matches("</w>").to_lowercase();
+        let special = Some(encoded.ids[p]) == tok.start_id || encoded.ids[p] == tok.end_id;
+        if special || w == "a" {
+            continue;
+        }
+        if w == "and" {
+            group += 1;
+            continue;
+        }
+        if group < n_phrases {
+            phrase_tokens[group].push(p);
+        }
+    }
+    let captions = (0..n_phrases)
+        .filter_map(|j| scene.caption_without(j))
+        .map(|c| {
+            tok.encode(&c)
+                .map(|e| e.ids)
+                .map_err(|e| format!("caption: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(InterventionsCpu {
+        crops,
+        masks,
+        captions,
+        phrase_tokens,
+    }))
 }
 
 /// The CPU half of `prepare` (no tensors, so it runs on rayon threads).
@@ -131,12 +228,22 @@ pub struct PreparedCpu {
     encoded: Encoded,
     boxes: Option<Vec<[f64; 4]>>,
     present: Option<Vec<bool>>,
+    interventions: Option<InterventionsCpu>,
 }
 
 impl PreparedCpu {
     pub fn finish(self, pre: &Preprocessor) -> Prepared {
         Prepared {
             pixels: pre.to_tensor(&self.crop),
+            interventions: self.interventions.map(|i| Interventions {
+                images: Tensor::stack(
+                    &i.crops.iter().map(|c| pre.to_tensor(c)).collect::<Vec<_>>(),
+                    0,
+                ),
+                masks: i.masks,
+                captions: i.captions,
+                phrase_tokens: i.phrase_tokens,
+            }),
             id: self.id,
             crop: self.crop,
             encoded: self.encoded,
@@ -146,10 +253,12 @@ impl PreparedCpu {
     }
 }
 
+/// `interventions`: also render the scene's one-object interventions (shapes only).
 pub fn prepare_cpu(
     pre: &Preprocessor,
     tok: &ClipTokenizer,
     s: &Sample,
+    interventions: bool,
 ) -> Result<PreparedCpu, String> {
     let img = match &s.image {
         ImageSource::Path(p) => decode_image(p).map_err(|e| e.to_string())?,
@@ -177,11 +286,17 @@ pub fn prepare_cpu(
             .map(|t| words.contains(&t.trim_end_matches("</w>").to_lowercase().as_str()))
             .collect()
     });
+    let interventions = if interventions {
+        interventions_of(pre, tok, s, &encoded)?
+    } else {
+        None
+    };
     Ok(PreparedCpu {
         id: s.id.clone(),
         crop,
         encoded,
         boxes,
         present,
+        interventions,
     })
 }

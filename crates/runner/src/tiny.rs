@@ -63,7 +63,7 @@ impl std::str::FromStr for HardNegative {
     }
 }
 
-/// The tiny model's shape; pinned here and in configs/models/tiny-shapes.toml.
+/// The tiny model's shape (its method defaults: data/tiny-shapes-clip/m2ib.toml).
 pub fn tiny_config(vocab: i64, end_id: i64, start_id: i64, pad_id: i64) -> serde_json::Value {
     json!({
         "architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 64, "logit_scale_init_value": 2.6592,

@@ -81,11 +81,12 @@ fn rerun_shards_and_workers() {
     let exp = experiment(&d, 1);
     let a = d.join("one");
     let s = run(&exp, &opts(&a)).unwrap();
-    // 4 cells (m2ib x2, saliency, gradcam) x 1 repeat x 3 chunks.
-    assert_eq!((s.total, s.ran, s.skipped), (12, 12, 0));
+    // 6 cells (m2ib x2, saliency, gradcam; the oracle and random calibration rows) x 1 repeat
+    // x 3 chunks.
+    assert_eq!((s.total, s.ran, s.skipped), (18, 18, 0));
     let df = values(&[a.clone()]);
-    // 5 samples x 4 cells x (2 iou + 1 auroc + 2 image conf + 4 text conf) rows.
-    assert_eq!(df.height(), 5 * 4 * 9);
+    // 5 samples x 6 cells x (2 iou + 1 auroc + 2 image conf + 4 text conf) rows.
+    assert_eq!(df.height(), 5 * 6 * 9);
     let errors = df.column("error").unwrap().null_count();
     assert!(
         errors > 0 && errors < df.height(),
@@ -93,7 +94,7 @@ fn rerun_shards_and_workers() {
     );
     // A rerun skips everything.
     let again = run(&exp, &opts(&a)).unwrap();
-    assert_eq!((again.ran, again.skipped), (0, 12));
+    assert_eq!((again.ran, again.skipped), (0, 18));
     // Two shards, merged, equal one run.
     let b = d.join("shard0");
     let c = d.join("shard1");
@@ -113,7 +114,7 @@ fn rerun_shards_and_workers() {
         },
     )
     .unwrap();
-    assert_eq!(s0.total + s1.total, 12);
+    assert_eq!(s0.total + s1.total, 18);
     assert!(values(&[b, c]).equals_missing(&df));
     // Determinism: the same experiment again, into a fresh directory, gives identical values,
     // and every row records its seed.
@@ -147,7 +148,7 @@ fn dry_run_counts_and_layer_range_is_checked_against_the_model() {
         },
     )
     .unwrap();
-    assert_eq!((s.total, s.ran), (12, 0));
+    assert_eq!((s.total, s.ran), (18, 0));
     assert!(!d.join("x").exists(), "a dry run writes nothing");
     let text = std::fs::read_to_string(&exp)
         .unwrap()
@@ -171,12 +172,17 @@ fn roar_and_sanity_are_dependent_jobs() {
         .unwrap()
         .replace("image_layer = [1, 3]", "image_layer = 3")
         .replace("[methods.gradcam]\n", "")
-        + "sanity = true\n[metrics.roar]\nn = 10\nsteps = 3\nbatch_size = 4\nsplits = 2\n";
+        .replace(
+            "padded\"]\n",
+            "padded\"]\nimage_confidence = [\"whole-map\", \"keep-top25\"]\nintervention = true\n",
+        )
+        + "sanity = true\n[metrics.roar]\nn = 16\nval_fraction = 0.5\nval_batch_size = 8\nsteps = 3\nbatch_size = 4\nsplits = 2\n";
     std::fs::write(&exp, text).unwrap();
     let a = d.join("one");
     let s = run(&exp, &opts(&a)).unwrap();
-    // 2 cells x 3 chunks explain + as many sanity; 1 clean; 2 cells x (5 map chunks + 1 roar).
-    assert_eq!(s.total, 6 + 6 + 1 + 2 * 6);
+    // 4 cells (2 methods, 2 calibration references) x 3 chunks explain; sanity for the 2
+    // methods only; 1 clean; 4 cells x (8 map chunks + 1 roar).
+    assert_eq!(s.total, 12 + 6 + 1 + 4 * 9);
     let df = read_all(&[a.clone()]).unwrap();
     let filter = |metric: &str| {
         let mask: BooleanChunked = df
@@ -189,10 +195,33 @@ fn roar_and_sanity_are_dependent_jobs() {
             .collect();
         df.filter(&mask).unwrap()
     };
+    // Intervention agreement: one row per sample, modality and cell; a value where the scene
+    // has two or more objects (text: the caption two or more phrases), else the reason.
+    let iv = filter("intervention");
+    assert_eq!(iv.height(), 4 * 5 * 2);
+    let finite = iv
+        .column("value")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .flatten()
+        .count();
+    assert!(finite > 0, "some samples have several objects");
+    // The keep-top25 image protocol sits beside the whole map.
+    let variants: Vec<Option<String>> = filter("drop")
+        .column("metric_variant")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect();
+    assert!(variants.iter().any(|v| v.as_deref() == Some("keep-top25")));
     let roar = filter("roar");
-    // 2 methods x 2 modalities x 2 splits, dataset-level (no sample id), all finite.
-    assert_eq!(roar.height(), 8);
-    assert_eq!(roar.column("sample_id").unwrap().null_count(), 8);
+    // 4 cells x 2 modalities x 2 splits, dataset-level (no sample id), all finite.
+    assert_eq!(roar.height(), 16);
+    assert_eq!(roar.column("sample_id").unwrap().null_count(), 16);
     assert_eq!(roar.column("value").unwrap().null_count(), 0);
     assert!(roar
         .column("split")
@@ -265,7 +294,7 @@ fn reports_read_only_the_current_jobs() {
         .replace("[methods.gradcam]\n", "");
     std::fs::write(&exp, text).unwrap();
     let s = run(&exp, &opts(&out)).unwrap();
-    assert_eq!((s.total, s.ran), (9, 0), "the other jobs are done already");
+    assert_eq!((s.total, s.ran), (15, 0), "the other jobs are done already");
     let all = read_all(std::slice::from_ref(&out)).unwrap();
     let (current, left_out) = m2ib_runner::store::read_current(&out).unwrap();
     assert_eq!(left_out, 5 * 9, "gradcam's rows");
