@@ -16,11 +16,14 @@ COLUMNS = [
     ("image", "localization_iou", "value", "img IoU (>0.75) ↑"),
     ("image", "localization_iou", "percentile", "img IoU (top 25 %) ↑"),
     ("image", "drop", "whole-map", "img drop ↓"),
-    ("image", "increase", "whole-map", "img increase ↑"),
+    ("image", "drop", "keep-top25", "img drop, keep 25 % ↓"),
+    ("image", "increase", "keep-top25", "img increase, keep 25 % ↑"),
+    ("image", "intervention", "spearman", "img intervention ρ ↑"),
     ("image", "roar", "top50", "img ROAR+ ↑"),
     ("text", "localization_auroc", "content", "txt AUROC ↑"),
     ("text", "drop", "official", "txt drop ↓"),
     ("text", "increase", "official", "txt increase ↑"),
+    ("text", "intervention", "spearman", "txt intervention ρ ↑"),
     ("text", "roar", "top50", "txt ROAR+ ↑"),
 ]
 CALIBRATION = ["oracle", "random"]
@@ -47,9 +50,10 @@ def main(path):
         row = []
         for c in cols:
             v = cells[m].get(c[:3])
-            digits = 3 if c[1].startswith("localization") else 1
+            digits = 3 if c[1].startswith("localization") or c[1] == "intervention" else 1
             row.append("—" if v is None else f"{fmt(v[0], digits)} ± {fmt(v[1], digits)}")
         name = f"*{m}*" if m in CALIBRATION else m
+        n = max((v[2] for v in cells[m].values() if v[1] == v[1]), default=0)
         print(f"| {name} | " + " | ".join(row) + " |")
     if all(m in cells for m in CALIBRATION):
         out = []

@@ -136,7 +136,8 @@ fn killed_run_resumes_to_the_same_results() {
             .unwrap()
     };
     let (fa, fb) = (read(&a), read(&b));
-    assert_eq!(fa.height(), 12 * 2 * 6);
+    // 12 samples x 4 cells (2 methods, 2 calibration rows) x 6 metric rows.
+    assert_eq!(fa.height(), 12 * 4 * 6);
     assert!(fa.equals_missing(&fb), "resumed results differ");
     std::fs::remove_dir_all(&d).ok();
 }

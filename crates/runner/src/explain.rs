@@ -310,7 +310,6 @@ pub fn explain_job(
         let mut sample_rows = vec![];
         let r = sample_metrics(
             ck,
-            exp,
             p,
             a,
             &batch,
@@ -344,7 +343,7 @@ type MetricRow = (&'static str, &'static str, String, Result<f64, String>);
 #[allow(clippy::too_many_arguments)]
 fn sample_metrics(
     ck: &Checkpoint,
-    exp: &Experiment,
+
     p: &Prepared,
     a: &Attribution,
     batch: &Batch,

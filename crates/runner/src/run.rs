@@ -206,9 +206,24 @@ fn run_job(
     Ok(failed)
 }
 
-pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+/// An experiment resolved against its model and expanded into jobs.
+pub struct Plan {
+    pub exp: Experiment,
+    pub source: String,
+    pub defaults: crate::defaults::ModelDefaults,
+    /// Per method and key: where the setting came from.
+    pub settings_sources:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    pub options: m2ib_clip::ModelOptions,
+    pub weights: String,
+    pub jobs: Vec<Job>,
+}
+
+/// Loads, resolves (model defaults beneath the experiment) and validates an experiment, and
+/// lists its jobs; `seed` replaces the experiment's seed.
+pub fn plan(path: &Path, seed: Option<u64>) -> anyhow::Result<Plan> {
     let (mut exp, source) = Experiment::load(path)?;
-    if let Some(seed) = opts.seed {
+    if let Some(seed) = seed {
         exp.seed = seed;
     }
     let file = path.display().to_string();
@@ -218,10 +233,6 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         .apply_model_defaults(&defaults, &source)
         .map_err(anyhow::Error::msg)?;
     validate_layers(&exp, &source, &file, &config, &defaults.origin)?;
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(&exp.name));
     let options = exp.model.options().map_err(anyhow::Error::msg)?;
     // Options change every output, so they are part of every job id.
     let weights = format!(
@@ -229,8 +240,34 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         weights_hash(&exp.model.path)?,
         serde_json::to_string(&options)?
     );
+    let jobs = jobs(&exp, &weights, exp.dataset.n);
+    Ok(Plan {
+        exp,
+        source,
+        defaults,
+        settings_sources,
+        options,
+        weights,
+        jobs,
+    })
+}
+
+pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
+    let Plan {
+        exp,
+        source,
+        defaults,
+        settings_sources,
+        options,
+        weights,
+        jobs: all,
+    } = plan(path, opts.seed)?;
+    let file = path.display().to_string();
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(&exp.name));
     let n = exp.dataset.n;
-    let all = jobs(&exp, &weights, n);
     let mine: Vec<Job> = all
         .iter()
         .filter(|j| opts.shard.is_none_or(|s| in_shard(j, s)))
