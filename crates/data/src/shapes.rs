@@ -57,7 +57,7 @@ impl Shape {
         match self {
             Shape::Circle => u * u + v * v <= 1.0,
             Shape::Square => u.abs() <= 0.85 && v.abs() <= 0.85,
-            Shape::Triangle => v <= 0.9 && v >= -0.9 && u.abs() <= (v + 0.9) / 1.8 * 0.95,
+            Shape::Triangle => (-0.9..=0.9).contains(&v) && u.abs() <= (v + 0.9) / 1.8 * 0.95,
             Shape::Cross => {
                 (u.abs() <= 0.3 && v.abs() <= 1.0) || (v.abs() <= 0.3 && u.abs() <= 1.0)
             }

@@ -44,7 +44,7 @@ fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
 pub const NOT_IN_TABLE: [&str; 2] = ["sanity", "sanity_noise_floor"];
 
 fn in_table(metric: &str, variant: &str) -> bool {
-    !NOT_IN_TABLE.contains(&metric) && !(metric == "roar_loss" && variant != "clean")
+    !NOT_IN_TABLE.contains(&metric) && (metric != "roar_loss" || variant == "clean")
 }
 
 pub fn table(df: &DataFrame) -> PolarsResult<Table> {

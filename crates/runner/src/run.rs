@@ -387,7 +387,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             line.set_prefix(format!("{w} ({dev})"));
             s.spawn(move || {
                 let ck = match parse_device(dev)
-                    .and_then(|d| Ok(Checkpoint::load_with(&ctx.exp.model.path, d, &options)?))
+                    .and_then(|d| Ok(Checkpoint::load_with(&ctx.exp.model.path, d, options)?))
                 {
                     Ok(c) => Some(c),
                     Err(e) => {

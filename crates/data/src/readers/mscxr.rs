@@ -18,6 +18,9 @@ pub const REQUIRED: [&str; 8] = [
 ];
 
 /// Reads the CSV; `image_root` is the MIMIC-CXR-JPG root, with or without its `files/` level.
+/// A parsed row: dicom id, phrase, image path, box, image width, optional split.
+type ParsedRow = (String, String, String, BoxXyxy, f64, Option<String>);
+
 pub fn read(csv_path: &Path, image_root: &Path) -> Vec<Result<Sample, SampleError>> {
     let mut rdr = match csv::Reader::from_path(csv_path) {
         Ok(r) => r,
@@ -81,30 +84,29 @@ pub fn read(csv_path: &Path, image_root: &Path) -> Vec<Result<Sample, SampleErro
                 Err(format!("field `{name}` is not finite: {v:?}"))
             }
         };
-        let parsed =
-            (|| -> Result<(String, String, String, BoxXyxy, f64, Option<String>), String> {
-                let dicom = field("dicom_id")?;
-                let text = field("label_text")?;
-                if text.trim().is_empty() {
-                    return Err("field `label_text` is empty".into());
-                }
-                let (x, y, w, h) = (num("x")?, num("y")?, num("w")?, num("h")?);
-                if w <= 0.0 || h <= 0.0 {
-                    return Err(format!("box has non-positive size (w {w}, h {h})"));
-                }
-                let split = col
-                    .get("split")
-                    .and_then(|&c| rec.get(c))
-                    .map(|s| String::from_utf8_lossy(s).to_string());
-                Ok((
-                    dicom,
-                    text,
-                    field("path")?,
-                    [x, y, x + w, y + h],
-                    num("image_width")?,
-                    split,
-                ))
-            })();
+        let parsed = (|| -> Result<ParsedRow, String> {
+            let dicom = field("dicom_id")?;
+            let text = field("label_text")?;
+            if text.trim().is_empty() {
+                return Err("field `label_text` is empty".into());
+            }
+            let (x, y, w, h) = (num("x")?, num("y")?, num("w")?, num("h")?);
+            if w <= 0.0 || h <= 0.0 {
+                return Err(format!("box has non-positive size (w {w}, h {h})"));
+            }
+            let split = col
+                .get("split")
+                .and_then(|&c| rec.get(c))
+                .map(|s| String::from_utf8_lossy(s).to_string());
+            Ok((
+                dicom,
+                text,
+                field("path")?,
+                [x, y, x + w, y + h],
+                num("image_width")?,
+                split,
+            ))
+        })();
         let (dicom, text, path, bbox, _width, split) = match parsed {
             Ok(p) => p,
             Err(reason) => {
