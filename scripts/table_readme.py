@@ -53,7 +53,6 @@ def main(path):
             digits = 3 if c[1].startswith("localization") or c[1] == "intervention" else 1
             row.append("—" if v is None else f"{fmt(v[0], digits)} ± {fmt(v[1], digits)}")
         name = f"*{m}*" if m in CALIBRATION else m
-        n = max((v[2] for v in cells[m].values() if v[1] == v[1]), default=0)
         print(f"| {name} | " + " | ".join(row) + " |")
     if all(m in cells for m in CALIBRATION):
         out = []

@@ -476,6 +476,7 @@ pub fn vocabulary() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn removing_an_object_changes_its_pixels_only() {
@@ -484,7 +485,7 @@ mod tests {
             let s = generate(3, Split::Test, i, true);
             for k in 0..s.objects.len() {
                 let without = render_without(3, Split::Test, i, true, k);
-                let mask: std::collections::HashSet<u32> = s.masks[k].iter().copied().collect();
+                let mask: HashSet<u32> = s.masks[k].iter().copied().collect();
                 let mut changed = 0;
                 for px in 0..SIZE * SIZE {
                     let differs = s.rgb[px * 3..px * 3 + 3] != without[px * 3..px * 3 + 3];
@@ -513,7 +514,6 @@ mod tests {
         }
         assert!(seen_multi > 20);
     }
-    use std::collections::HashSet;
 
     #[test]
     fn mixed_binding_names_only_present_colours_and_shapes() {

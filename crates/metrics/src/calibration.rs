@@ -31,13 +31,6 @@ impl Reference {
             _ => None,
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Reference::Oracle => "oracle",
-            Reference::Random => "random",
-        }
-    }
 }
 
 /// Uniform draws in [0, 1) from a splitmix64 stream (24 bits: exact in f32).

@@ -126,8 +126,7 @@ pub fn merge_beneath(higher: &toml::Table, lower: &toml::Table) -> (toml::Table,
             k.clone()
         } else {
             // `layer` from below where above set only `text_layer`: the image half only.
-            let suffix = k.as_str();
-            format!("{}_{suffix}", open[0])
+            format!("{}_{k}", open[0])
         };
         if !out.contains_key(&key) {
             out.insert(key.clone(), v.clone());

@@ -229,13 +229,6 @@ pub fn roar_job(
     Ok(rows)
 }
 
-fn source_method(s: &Source) -> &dyn m2ib_attribution::Attributor {
-    match s {
-        Source::Method(m) => m.as_ref(),
-        Source::Reference(_) => unreachable!("sanity jobs hold methods only"),
-    }
-}
-
 fn variant(fraction: f64) -> String {
     format!("top{}", (fraction * 100.0).round())
 }
@@ -253,7 +246,8 @@ pub fn sanity_job(
     job: &Job,
     base: &Row,
 ) -> anyhow::Result<Vec<Row>> {
-    let Source::Method(method) = Source::of(&job.cell).map_err(anyhow::Error::msg)? else {
+    let source = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
+    let Source::Method(method) = &source else {
         anyhow::bail!("sanity jobs are for attribution methods, not calibration references");
     };
     let params = method.params();
@@ -286,7 +280,6 @@ pub fn sanity_job(
         return Ok(rows);
     }
     let batch = batch_of(ck, &chunk.prepared);
-    let source = Source::Method(method);
     let original = match maps_of(ctx.out, ck, dep, &source, &chunk, &batch)? {
         Ok(a) => a,
         Err(e) => {
@@ -302,21 +295,17 @@ pub fn sanity_job(
         .map(|s| s.name.clone())
         .collect();
     let seed = split_seed(ctx.exp.seed ^ 0x5A17, job.repeat);
-    let curve = match m2ib_metrics::sanity::sanity_against(
-        &original,
-        model,
-        source_method(&source),
-        &batch,
-        seed,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            for (p, s) in &chunk.prepared {
-                err_rows(&mut rows, &p.id, *s, &e.to_string());
+    let curve =
+        match m2ib_metrics::sanity::sanity_against(&original, model, method.as_ref(), &batch, seed)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                for (p, s) in &chunk.prepared {
+                    err_rows(&mut rows, &p.id, *s, &e.to_string());
+                }
+                return Ok(rows);
             }
-            return Ok(rows);
-        }
-    };
+        };
     let steps_file = sanity_steps_path(ctx.out);
     if !steps_file.exists() {
         crate::store::write_atomic(&steps_file, serde_json::to_string(&names)?.as_bytes())?;

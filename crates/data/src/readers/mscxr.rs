@@ -17,10 +17,10 @@ pub const REQUIRED: [&str; 8] = [
     "image_width",
 ];
 
-/// Reads the CSV; `image_root` is the MIMIC-CXR-JPG root, with or without its `files/` level.
 /// A parsed row: dicom id, phrase, image path, box, image width, optional split.
 type ParsedRow = (String, String, String, BoxXyxy, f64, Option<String>);
 
+/// Reads the CSV; `image_root` is the MIMIC-CXR-JPG root, with or without its `files/` level.
 pub fn read(csv_path: &Path, image_root: &Path) -> Vec<Result<Sample, SampleError>> {
     let mut rdr = match csv::Reader::from_path(csv_path) {
         Ok(r) => r,
