@@ -39,19 +39,29 @@ def feature(out):
     return out if torch.is_tensor(out) else out.pooler_output
 
 
+def hidden_index(layer):
+    """HF hidden_states index of a bottleneck site: 0 for "embeddings", block l -> l + 1."""
+    return 0 if layer == "embeddings" else layer + 1
+
+
 def official_m2ib(model, pixel_values, input_ids, modality, layer, beta, sigma, seed, steps=10, copies=10, lr=1.0):
     """The official loop: the bottleneck spliced after block `layer` of one tower, both towers
     run on `copies` replicas every step, CLIP's parameters left with requires_grad, a new Adam
     per call, the heatmap read from the last forward. Returns (capacity summed over features
     [N], loss per step)."""
     tower = model.vision_model if modality == 0 else model.text_model
-    block = tower.encoder.layers[layer]
+    index = hidden_index(layer)
+    # "embeddings": the encoder input (vision: after pre_layrnorm; text: token + positions).
+    if layer == "embeddings":
+        block = tower.pre_layrnorm if modality == 0 else tower.embeddings
+    else:
+        block = tower.encoder.layers[layer]
     pixels = pixel_values.expand(copies, -1, -1, -1)
     ids = input_ids.expand(copies, -1)
     with torch.no_grad():
         out = tower(pixel_values=pixel_values, output_hidden_states=True) if modality == 0 else \
             tower(input_ids=input_ids, output_hidden_states=True)
-        n, d = out.hidden_states[layer + 1].shape[1:]
+        n, d = out.hidden_states[index].shape[1:]
     alpha = torch.nn.Parameter(torch.full((1, n, d), 5.0))
     state = {"step": 0, "capacity": None}
 
@@ -93,14 +103,14 @@ def optimized_m2ib(model, pixel_values, input_ids, modality, layer, beta, sigma,
         p.requires_grad_(False)
     with torch.no_grad():
         if modality == 0:
-            h = model.vision_model(pixel_values=pixel_values, output_hidden_states=True).hidden_states[layer + 1]
+            h = model.vision_model(pixel_values=pixel_values, output_hidden_states=True).hidden_states[hidden_index(layer)]
             target = feature(model.get_text_features(input_ids=input_ids))
         else:
-            h = model.text_model(input_ids=input_ids, output_hidden_states=True).hidden_states[layer + 1]
+            h = model.text_model(input_ids=input_ids, output_hidden_states=True).hidden_states[hidden_index(layer)]
             target = feature(model.get_image_features(pixel_values=pixel_values))
     n, d = h.shape[1:]
     tower = model.vision_model if modality == 0 else model.text_model
-    layers = tower.encoder.layers[layer + 1:]
+    layers = tower.encoder.layers[hidden_index(layer):]
     mask = None if modality == 0 else text_mask(n, copies)
     pool = int(input_ids[0].argmax()) if modality == 1 else 0
 

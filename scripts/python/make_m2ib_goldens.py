@@ -2,7 +2,8 @@
 goldens' checkpoints (including the converted OpenAI-format ViT-B/16 and ViT-L/14-336 ones),
 several (layer, beta, sigma) settings, sigma != 1 included.
 
-Writes crates/attribution/tests/golden/m2ib.safetensors and m2ib.json.
+Writes crates/attribution/tests/golden/m2ib.{safetensors,json} (CASES: blocks) and
+m2ib_embeddings.{safetensors,json} (EMBEDDING_CASES: the bottleneck on each tower's embeddings).
 Run by hand:  $(scripts/python/setup_venv.sh) scripts/python/make_m2ib_goldens.py
 """
 import json
@@ -39,11 +40,26 @@ CASES = {
                        [(0, 0, 0.1, 1.0), (1, 1, 0.1, 1.0)]),
 }
 
+# The bottleneck on the encoder input: every block in the suffix (ViT-B-shaped and OpenAI-format).
+EMBEDDING_CASES = {
+    "ckpt_a": ([("wide_451x300.png", "a photo of a cat", 11)],
+               [(0, "embeddings", 0.1, 1.0), (1, "embeddings", 1.0, 0.5)]),
+    "ckpt_b": ([("gray_250x180.png", "the purple triangle next to an orange ring", 44)],
+               [(0, "embeddings", 0.01, 2.0), (1, "embeddings", 0.1, 1.0)]),
+    "openai_b16": ([("wide_451x300.png", "a red circle", 55)],
+                   [(0, "embeddings", 0.1, 1.0), (1, "embeddings", 0.1, 1.0)]),
+}
+
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    write(CASES, "m2ib")
+    write(EMBEDDING_CASES, "m2ib_embeddings")
+
+
+def write(cases, stem):
     tensors, meta = {}, {"cases": []}
-    for ck, (pairs, settings) in CASES.items():
+    for ck, (pairs, settings) in cases.items():
         d = os.path.join(CLIP_GOLDEN, ck)
         model = CLIPModel.from_pretrained(d, attn_implementation="eager").eval()
         if ck == "ckpt_a":
@@ -71,8 +87,8 @@ def main():
                     grid = model.config.vision_config.image_size // model.config.vision_config.patch_size
                     tensors[key + ".map"] = upsample_patch_scores(cap_sum, grid, model.config.vision_config.image_size).contiguous()
                 print(key, "max official-vs-optimized", f"{gap:.2e}")
-    save_file(tensors, os.path.join(OUT, "m2ib.safetensors"))
-    with open(os.path.join(OUT, "m2ib.json"), "w") as f:
+    save_file(tensors, os.path.join(OUT, f"{stem}.safetensors"))
+    with open(os.path.join(OUT, f"{stem}.json"), "w") as f:
         json.dump(meta, f, indent=1)
 
 

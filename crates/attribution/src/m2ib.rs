@@ -15,7 +15,7 @@
 //! so results do not depend on batching, workers or device.
 use crate::attributor::{Attribution, AttributionError, Attributor, Batch, Modality};
 use m2ib_clip::rng::{seeded_randn, torch_seed};
-use m2ib_clip::{cosine, resolve_layer, ClipModel};
+use m2ib_clip::{cosine, ClipModel, Layer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
@@ -24,8 +24,9 @@ use tch::{Kind, Tensor};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Bottleneck {
-    /// Encoder block whose output is bottlenecked (0-based; negative counts from the end).
-    pub layer: i64,
+    /// Where the bottleneck sits: a block's output (0-based; negative counts from the end) or
+    /// the tower's embeddings (every block in the suffix).
+    pub layer: Layer,
     pub beta: f64,
     /// Standard deviation of the prior (the paper's grid speaks of its variance: sigma^2).
     pub sigma: f64,
@@ -42,7 +43,7 @@ impl Default for Bottleneck {
     /// The official evaluation's settings for ViT-B/32 (REFERENCE.md §1.7).
     fn default() -> Self {
         Bottleneck {
-            layer: 9,
+            layer: Layer::Block(9),
             beta: 0.1,
             sigma: 1.0,
             steps: 10,
@@ -243,7 +244,7 @@ pub fn image_capacity(
     s: &Bottleneck,
 ) -> Result<Capacity, AttributionError> {
     s.validate()?;
-    resolve_layer(s.layer, model.vision_depth())?;
+    s.layer.blocks_before(model.vision_depth())?;
     let (h, target) = tch::no_grad(|| -> Result<_, AttributionError> {
         Ok((
             model.image_prefix(&batch.pixels, s.layer)?,
@@ -277,7 +278,7 @@ pub fn text_capacity(
     s: &Bottleneck,
 ) -> Result<Capacity, AttributionError> {
     s.validate()?;
-    resolve_layer(s.layer, model.text_depth())?;
+    s.layer.blocks_before(model.text_depth())?;
     let (h, target) = tch::no_grad(|| -> Result<_, AttributionError> {
         Ok((
             model.text_prefix(&batch.text, s.layer)?,
@@ -327,16 +328,21 @@ pub struct M2ib {
     pub text: Bottleneck,
 }
 
-/// The bottleneck's block, resolved, refusing the last block of a tower: after it come only the
-/// final norm and pooling, so the maps would not depend on beta (no suffix block to learn
-/// through). The capacity functions stay permissive (the official code allows it; goldens).
-pub fn bottleneck_block(layer: i64, depth: usize, tower: &str) -> Result<usize, AttributionError> {
-    let r = resolve_layer(layer, depth)?;
-    if r + 1 == depth {
+/// The number of blocks before the bottleneck (0 for the embeddings), refusing the last block
+/// of a tower: after it come only the final norm and pooling, so the maps would not depend on
+/// beta (no suffix block to learn through). The capacity functions stay permissive (the
+/// official code allows it; goldens).
+pub fn bottleneck_block(
+    layer: Layer,
+    depth: usize,
+    tower: &str,
+) -> Result<usize, AttributionError> {
+    let n = layer.blocks_before(depth)?;
+    if n == depth {
         return Err(AttributionError::InvalidParameter {
             name: format!("{tower}_layer"),
             message: format!(
-                "layer {layer} is the last of the {tower} tower's {depth} blocks: a bottleneck there has no block after it (only the final norm and pooling), so its maps do not depend on beta; use {}..={} ({}..={} from the end)",
+                "layer {layer} is the last of the {tower} tower's {depth} blocks: a bottleneck there has no block after it (only the final norm and pooling), so its maps do not depend on beta; use {}..={} ({}..={} from the end) or \"embeddings\"",
                 0,
                 depth as i64 - 2,
                 -(depth as i64),
@@ -344,7 +350,7 @@ pub fn bottleneck_block(layer: i64, depth: usize, tower: &str) -> Result<usize, 
             ),
         });
     }
-    Ok(r)
+    Ok(n)
 }
 
 impl Attributor for M2ib {

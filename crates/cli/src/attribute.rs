@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use m2ib_attribution::registry::METHODS;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
 use m2ib_clip::rng::splitmix64;
-use m2ib_clip::{decode_image, Checkpoint};
+use m2ib_clip::{decode_image, Checkpoint, Layer};
 use m2ib_report::figures::{caption_png, grid_png, overlay_png, Overlay, TokenRow};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -35,14 +35,15 @@ pub struct AttributeArgs {
     /// A method name, or `all` for a Figure 1-style grid of every method.
     #[arg(long, default_value = "m2ib")]
     pub method: String,
-    /// M2IB: bottleneck layer for both modalities (negative counts from the end; not the last
-    /// block). Unset settings come from the model's m2ib.toml, else the depth rule (README).
+    /// M2IB: bottleneck layer for both modalities: a block (negative counts from the end; not the
+    /// last block) or `embeddings`. Unset settings come from the model's m2ib.toml, else the
+    /// depth rule (README).
     #[arg(long, allow_hyphen_values = true)]
-    pub layer: Option<i64>,
+    pub layer: Option<Layer>,
     #[arg(long, allow_hyphen_values = true)]
-    pub image_layer: Option<i64>,
+    pub image_layer: Option<Layer>,
     #[arg(long, allow_hyphen_values = true)]
-    pub text_layer: Option<i64>,
+    pub text_layer: Option<Layer>,
     #[arg(long)]
     pub beta: Option<f64>,
     /// Prior standard deviation.
@@ -106,9 +107,13 @@ fn flag_table(args: &AttributeArgs) -> toml::Table {
             t.insert(k.to_string(), v);
         }
     };
-    put("layer", args.layer.map(toml::Value::Integer));
-    put("image_layer", args.image_layer.map(toml::Value::Integer));
-    put("text_layer", args.text_layer.map(toml::Value::Integer));
+    let layer = |l: Layer| match l {
+        Layer::Embeddings => toml::Value::String(l.to_string()),
+        Layer::Block(b) => toml::Value::Integer(b),
+    };
+    put("layer", args.layer.map(layer));
+    put("image_layer", args.image_layer.map(layer));
+    put("text_layer", args.text_layer.map(layer));
     put("beta", args.beta.map(toml::Value::Float));
     put("sigma", args.sigma.map(toml::Value::Float));
     put("var", args.var.map(toml::Value::Float));
@@ -150,10 +155,7 @@ fn methods(
                 }
                 None => flags,
             };
-            let cell = m2ib_runner::experiment::Cell {
-                method: name.to_string(),
-                params: serde_json::to_value(&table)?,
-            };
+            let cell = m2ib_runner::experiment::Cell::new(name, serde_json::to_value(&table)?);
             let m = m2ib_runner::experiment::method_from_cell(&cell).map_err(anyhow::Error::msg)?;
             if name == "m2ib" {
                 let p = m.params();
@@ -161,7 +163,7 @@ fn methods(
                     ("image", ck.model.vision_depth()),
                     ("text", ck.model.text_depth()),
                 ] {
-                    let layer = p[tower]["layer"].as_i64().unwrap_or_default();
+                    let layer: Layer = serde_json::from_value(p[tower]["layer"].clone())?;
                     m2ib_attribution::m2ib::bottleneck_block(layer, depth, tower)?;
                 }
             }

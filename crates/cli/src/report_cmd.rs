@@ -178,9 +178,10 @@ fn gallery(exp: &m2ib_runner::experiment::Experiment, dir: &Path) -> anyhow::Res
             .get("m2ib")
             .and_then(|t| t.get(k))
             .and_then(|v| match v {
-                toml::Value::Array(a) => a.first().and_then(|x| x.as_integer()),
-                other => other.as_integer(),
+                toml::Value::Array(a) => a.first().cloned(),
+                other => Some(other.clone()),
             })
+            .and_then(|v| v.try_into::<m2ib_clip::Layer>().ok())
     };
     let scenes_dir = dir.join("gallery-inputs");
     std::fs::create_dir_all(&scenes_dir)?;

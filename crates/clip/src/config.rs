@@ -225,6 +225,98 @@ pub fn resolve_layer(layer: i64, depth: usize) -> Result<usize> {
     Ok(r as usize)
 }
 
+/// Where a tower's hidden state is read: its encoder input (`embeddings`: token + position
+/// embeddings for text, the input of the first block after `pre_layrnorm` for images; HF
+/// `hidden_states[0]`) or the output of a block (0-based, negative counts from the end; HF
+/// `hidden_states[i + 1]`). Written `"embeddings"` or an integer in TOML, JSON and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layer {
+    Embeddings,
+    Block(i64),
+}
+
+pub const EMBEDDINGS: &str = "embeddings";
+
+impl Layer {
+    /// How many blocks run before this point (embeddings 0, block i: i + 1), checked against depth.
+    pub fn blocks_before(self, depth: usize) -> Result<usize> {
+        match self {
+            Layer::Embeddings => Ok(0),
+            Layer::Block(l) => Ok(resolve_layer(l, depth)? + 1),
+        }
+    }
+
+    pub fn block(self) -> Option<i64> {
+        match self {
+            Layer::Embeddings => None,
+            Layer::Block(l) => Some(l),
+        }
+    }
+}
+
+impl From<i64> for Layer {
+    fn from(l: i64) -> Self {
+        Layer::Block(l)
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Layer::Embeddings => f.write_str(EMBEDDINGS),
+            Layer::Block(l) => write!(f, "{l}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Layer {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == EMBEDDINGS {
+            return Ok(Layer::Embeddings);
+        }
+        s.parse::<i64>().map(Layer::Block).map_err(|_| {
+            format!("`{s}` is not a layer: write a block index (0-based, negative from the end) or `{EMBEDDINGS}`")
+        })
+    }
+}
+
+impl Serialize for Layer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Layer::Embeddings => s.serialize_str(EMBEDDINGS),
+            Layer::Block(l) => s.serialize_i64(*l),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Layer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Layer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    f,
+                    "a block index (integer, negative from the end) or \"{EMBEDDINGS}\""
+                )
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Layer, E> {
+                Ok(Layer::Block(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Layer, E> {
+                i64::try_from(v)
+                    .map(Layer::Block)
+                    .map_err(|_| E::custom(format!("layer {v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Layer, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +328,19 @@ mod tests {
         assert_eq!(resolve_layer(9, 12).unwrap(), 9);
         assert!(resolve_layer(12, 12).is_err());
         assert!(resolve_layer(-13, 12).is_err());
+    }
+
+    #[test]
+    fn layers_read_and_write_as_an_integer_or_embeddings() {
+        let l: Vec<Layer> = serde_json::from_str(r#"[3, -1, "embeddings"]"#).unwrap();
+        assert_eq!(l, [Layer::Block(3), Layer::Block(-1), Layer::Embeddings]);
+        assert_eq!(serde_json::to_string(&l).unwrap(), r#"[3,-1,"embeddings"]"#);
+        assert!(serde_json::from_str::<Layer>(r#""embedding""#).is_err());
+        assert_eq!("-2".parse::<Layer>().unwrap(), Layer::Block(-2));
+        assert_eq!(Layer::Embeddings.blocks_before(4).unwrap(), 0);
+        assert_eq!(Layer::Block(0).blocks_before(4).unwrap(), 1);
+        assert_eq!(Layer::Block(-1).blocks_before(4).unwrap(), 4);
+        assert!(Layer::Block(4).blocks_before(4).is_err());
     }
 
     #[test]

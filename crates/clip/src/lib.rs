@@ -17,7 +17,7 @@ pub mod train;
 pub mod vision;
 
 pub use checkpoint::Checkpoint;
-pub use config::{resolve_layer, Activation, ClipConfig};
+pub use config::{resolve_layer, Activation, ClipConfig, Layer};
 pub use error::{ClipError, Result};
 pub use layers::{Trace, TraceRequest};
 pub use model::{cosine, l2_normalize, ClipModel};

@@ -1,7 +1,7 @@
 //! The dual encoder: composes the two towers and the projections (HF `CLIPModel`), loads a
 //! checkpoint directory, and exposes the split forward `prefix`/`suffix` that every attribution
 //! method uses instead of patching the model.
-use crate::config::{resolve_layer, ClipConfig};
+use crate::config::{ClipConfig, Layer};
 use crate::error::{ClipError, Result};
 use crate::layers::{Linear, Trace, TraceRequest};
 use crate::text::{TextInput, TextTower};
@@ -144,26 +144,34 @@ impl ClipModel {
         self.text.depth()
     }
 
-    /// Hidden states after vision block `layer` (negative counts from the end). [B, T, D].
-    pub fn image_prefix(&self, pixels: &Tensor, layer: i64) -> Result<Tensor> {
-        let l = resolve_layer(layer, self.vision.depth())?;
-        Ok(self.vision.prefix(pixels, l))
+    /// Hidden states at `layer` (a block's output, negative counts from the end, or the
+    /// embeddings). [B, T, D].
+    pub fn image_prefix(&self, pixels: &Tensor, layer: impl Into<Layer>) -> Result<Tensor> {
+        let n = layer.into().blocks_before(self.vision.depth())?;
+        Ok(self.vision.first_blocks(pixels, n))
     }
 
-    /// Projected image embedding from the hidden states after `layer`. [B, P].
-    pub fn image_suffix(&self, h: &Tensor, layer: i64) -> Result<Tensor> {
-        let l = resolve_layer(layer, self.vision.depth())?;
-        Ok(self.project_image(&self.vision.suffix(h, l)))
+    /// Projected image embedding from the hidden states at `layer`. [B, P].
+    pub fn image_suffix(&self, h: &Tensor, layer: impl Into<Layer>) -> Result<Tensor> {
+        let n = layer.into().blocks_before(self.vision.depth())?;
+        Ok(self.project_image(&self.vision.head(h, n)))
     }
 
-    pub fn text_prefix(&self, input: &TextInput, layer: i64) -> Result<Tensor> {
-        let l = resolve_layer(layer, self.text.depth())?;
-        Ok(self.text.prefix(input, l))
+    pub fn text_prefix(&self, input: &TextInput, layer: impl Into<Layer>) -> Result<Tensor> {
+        let n = layer.into().blocks_before(self.text.depth())?;
+        Ok(self
+            .text
+            .first_blocks(self.text.embed(&input.ids), input, n))
     }
 
-    pub fn text_suffix(&self, h: &Tensor, layer: i64, input: &TextInput) -> Result<Tensor> {
-        let l = resolve_layer(layer, self.text.depth())?;
-        Ok(self.project_text(&self.text.suffix(h, l, input)))
+    pub fn text_suffix(
+        &self,
+        h: &Tensor,
+        layer: impl Into<Layer>,
+        input: &TextInput,
+    ) -> Result<Tensor> {
+        let n = layer.into().blocks_before(self.text.depth())?;
+        Ok(self.project_text(&self.text.head(h, n, input)))
     }
 
     pub fn project_image(&self, pooled: &Tensor) -> Tensor {

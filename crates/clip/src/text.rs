@@ -121,12 +121,17 @@ impl TextTower {
     }
 
     pub fn prefix_from_embeddings(&self, h: Tensor, input: &TextInput, layer: usize) -> Tensor {
+        self.first_blocks(h, input, layer + 1)
+    }
+
+    /// Hidden states after the first `n` blocks over the encoder input `h` (0: `h` itself).
+    pub fn first_blocks(&self, h: Tensor, input: &TextInput, n: usize) -> Tensor {
         let mask = input.additive_mask(self.causal);
         run_layers(
             &self.layers,
             h,
             0,
-            layer + 1,
+            n,
             Some(&mask),
             TraceRequest::default(),
             &mut Trace::default(),
@@ -150,7 +155,7 @@ impl TextTower {
 
     /// Blocks `from..` then `final_layer_norm` at the pooled position; the last block is computed
     /// at that position only (LayerNorm is per position, so this equals `pool`).
-    fn head(&self, h: &Tensor, from: usize, input: &TextInput) -> Tensor {
+    pub fn head(&self, h: &Tensor, from: usize, input: &TextInput) -> Tensor {
         let mask = input.additive_mask(self.causal);
         let pooled = run_layers_pooled(
             &self.layers,

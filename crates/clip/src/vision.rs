@@ -85,12 +85,17 @@ impl VisionTower {
 
     /// Hidden states after block `layer` (0-based, already resolved).
     pub fn prefix(&self, pixels: &Tensor, layer: usize) -> Tensor {
+        self.first_blocks(pixels, layer + 1)
+    }
+
+    /// Hidden states after the first `n` blocks (0: the encoder input).
+    pub fn first_blocks(&self, pixels: &Tensor, n: usize) -> Tensor {
         let h = self.embed(pixels);
         run_layers(
             &self.layers,
             h,
             0,
-            layer + 1,
+            n,
             None,
             TraceRequest::default(),
             &mut Trace::default(),
@@ -109,7 +114,7 @@ impl VisionTower {
 
     /// Blocks `from..` then `post_layernorm` of the class token; the last block is computed for
     /// the class token only.
-    fn head(&self, h: &Tensor, from: usize) -> Tensor {
+    pub fn head(&self, h: &Tensor, from: usize) -> Tensor {
         let cls = Tensor::zeros([h.size()[0]], (tch::Kind::Int64, h.device()));
         self.post_layernorm.forward(&run_layers_pooled(
             &self.layers,

@@ -1,7 +1,7 @@
 //! Properties of the model that need no reference: the split forward is the full forward, and
 //! the sanity-check randomisation covers every parameter exactly once.
 use m2ib_clip::randomize::{randomization_steps, randomize_step};
-use m2ib_clip::{Checkpoint, ClipError, Pooling};
+use m2ib_clip::{Checkpoint, ClipError, Layer, Pooling};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use tch::{Device, Tensor};
@@ -66,6 +66,21 @@ fn suffix_of_prefix_is_the_full_forward_bit_for_bit() {
             let l_neg = if l >= 0 { l - depth } else { l };
             assert!(same(&e, &full, l_neg), "{name}: text layer {l}");
         }
+        // The embeddings: the encoder input, every block in the suffix.
+        let e = m
+            .image_suffix(
+                &m.image_prefix(&px, Layer::Embeddings).unwrap(),
+                Layer::Embeddings,
+            )
+            .unwrap();
+        assert!(e.equal(&m.image_features(&px)), "{name}: vision embeddings");
+        let h = m.text_prefix(&input, Layer::Embeddings).unwrap();
+        assert!(
+            h.equal(&m.text.embed(&input.ids)),
+            "{name}: text encoder input"
+        );
+        let e = m.text_suffix(&h, Layer::Embeddings, &input).unwrap();
+        assert!(e.equal(&full), "{name}: text embeddings");
         assert!(matches!(
             m.image_prefix(&px, m.vision_depth() as i64),
             Err(ClipError::LayerOutOfRange { .. })

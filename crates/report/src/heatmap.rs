@@ -3,12 +3,13 @@
 //! with its value; the best cell is outlined.
 use crate::colormap::jet;
 use crate::figures::{ensure_font, err, FigureError, FONT_FAMILY};
+use crate::site::Site;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// (layer, beta, sigma) -> value.
-pub type Grid = BTreeMap<(i64, OrdF64, OrdF64), f64>;
+pub type Grid = BTreeMap<(Site, OrdF64, OrdF64), f64>;
 
 /// f64 with a total order, for grid keys.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
@@ -27,8 +28,8 @@ pub fn grid_png(
     higher_is_better: bool,
 ) -> Result<(), FigureError> {
     ensure_font();
-    let layers: Vec<i64> = {
-        let mut v: Vec<i64> = grid.keys().map(|k| k.0).collect();
+    let layers: Vec<Site> = {
+        let mut v: Vec<Site> = grid.keys().map(|k| k.0.clone()).collect();
         v.dedup();
         v
     };
@@ -63,7 +64,10 @@ pub fn grid_png(
         let x0 = li as i32 * panel_w + 60;
         let y0 = 60;
         root.draw(&Text::new(
-            format!("layer {layer}"),
+            match layer {
+                Site::Embeddings => layer.to_string(),
+                block => format!("layer {block}"),
+            },
             (x0, y0 - 22),
             font.clone(),
         ))
@@ -79,7 +83,10 @@ pub fn grid_png(
             }
             for (si, s) in sigmas.iter().enumerate() {
                 let (cx, cy) = (x0 + si as i32 * cell, y0 + bi as i32 * cell);
-                let v = grid.get(&(*layer, *b, *s)).copied().unwrap_or(f64::NAN);
+                let v = grid
+                    .get(&(layer.clone(), *b, *s))
+                    .copied()
+                    .unwrap_or(f64::NAN);
                 let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
                 // Jet's middle (cyan to yellow) is light: dark labels there.
                 let ink = if v.is_finite() && (0.3..0.75).contains(&t) {
@@ -141,18 +148,23 @@ mod tests {
     #[test]
     fn draws_a_grid_with_a_missing_cell() {
         let mut g = Grid::new();
-        for l in [1, 2] {
+        for (l, site) in [Site::Embeddings, Site::Block(1), Site::Block(2)]
+            .into_iter()
+            .enumerate()
+        {
             for b in [0.1, 1.0] {
                 for s in [0.5, 1.0] {
-                    g.insert((l, OrdF64(b), OrdF64(s)), l as f64 * b + s);
+                    g.insert((site.clone(), OrdF64(b), OrdF64(s)), l as f64 * b + s);
                 }
             }
         }
-        g.insert((2, OrdF64(1.0), OrdF64(1.0)), f64::NAN);
+        g.insert((Site::Block(2), OrdF64(1.0), OrdF64(1.0)), f64::NAN);
         let p = std::env::temp_dir().join(format!("m2ib-grid-{}.png", std::process::id()));
         grid_png(&p, "drop (image)", &g, false).unwrap();
         assert!(std::fs::metadata(&p).unwrap().len() > 1000);
-        std::fs::remove_file(&p).ok();
+        if std::env::var_os("M2IB_KEEP_FIGURES").is_none() {
+            std::fs::remove_file(&p).ok();
+        }
     }
 }
 
@@ -169,9 +181,11 @@ pub fn m2ib_grid(t: &crate::table::Table, column: &(String, String, String)) -> 
         };
         let v: serde_json::Value = serde_json::from_str(params).unwrap_or_default();
         let p = &v[&column.0];
-        if let (Some(l), Some(b), Some(s)) =
-            (p["layer"].as_i64(), p["beta"].as_f64(), p["sigma"].as_f64())
-        {
+        if let (Some(l), Some(b), Some(s)) = (
+            Site::from_json(&p["layer"]),
+            p["beta"].as_f64(),
+            p["sigma"].as_f64(),
+        ) {
             g.insert((l, OrdF64(b), OrdF64(s)), cell.mean);
         }
     }

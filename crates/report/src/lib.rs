@@ -8,6 +8,7 @@ pub mod guard;
 pub mod heatmap;
 pub mod html;
 pub mod select;
+pub mod site;
 pub mod table;
 
 pub use figures::{caption_png, overlay_png, FigureError, Overlay, TokenRow};

@@ -1,12 +1,13 @@
 //! `m2ib report <grid> --select <metric>`: M2IB's best grid cell per modality by one Table 1
 //! column, written as a TOML that an experiment can `include` (experiments/selected/<model>.toml).
+use crate::site::Site;
 use crate::table::{higher_is_better, Table};
 
 /// One modality's choice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
     pub modality: String,
-    pub layer: i64,
+    pub layer: Site,
     pub beta: f64,
     pub sigma: f64,
     pub column: (String, String, String),
@@ -28,9 +29,11 @@ pub fn select(t: &Table, metric: &str) -> Result<Vec<Choice>, String> {
             }
             let v: serde_json::Value = serde_json::from_str(params).unwrap_or_default();
             let p = &v[modality];
-            let (Some(layer), Some(beta), Some(sigma)) =
-                (p["layer"].as_i64(), p["beta"].as_f64(), p["sigma"].as_f64())
-            else {
+            let (Some(layer), Some(beta), Some(sigma)) = (
+                Site::from_json(&p["layer"]),
+                p["beta"].as_f64(),
+                p["sigma"].as_f64(),
+            ) else {
                 continue;
             };
             let col = row.iter().find(|(c, x)| {
@@ -81,7 +84,7 @@ pub fn to_toml(choices: &[Choice], origin: &str) -> String {
     for c in choices {
         s += &format!(
             "{m}_layer = {}\n{m}_beta = {:?}\n{m}_sigma = {:?}\n",
-            c.layer,
+            c.layer.to_toml(),
             c.beta,
             c.sigma,
             m = c.modality
@@ -118,8 +121,8 @@ mod tests {
             }
         }
         let c = select(&t, "drop").unwrap();
-        assert_eq!((c[0].layer, c[0].beta), (2, 1.0));
-        assert_eq!((c[1].layer, c[1].beta), (1, 0.1));
+        assert_eq!((&c[0].layer, c[0].beta), (&Site::Block(2), 1.0));
+        assert_eq!((&c[1].layer, c[1].beta), (&Site::Block(1), 0.1));
         let toml = to_toml(&c, "test");
         assert!(
             toml.contains("image_layer = 2\nimage_beta = 1.0") && toml.contains("text_layer = 1")

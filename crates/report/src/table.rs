@@ -15,7 +15,8 @@ pub struct Cell {
     pub repeats: usize,
 }
 
-/// (method, params) -> (modality, metric, variant) -> cell.
+/// (label, params) -> (modality, metric, variant) -> cell (the label is the method unless a
+/// method table names another).
 pub type Table = BTreeMap<(String, String), BTreeMap<(String, String, String), Cell>>;
 
 fn mean_se(v: &[f64]) -> (f64, f64) {
@@ -48,7 +49,12 @@ fn in_table(metric: &str, variant: &str) -> bool {
 }
 
 pub fn table(df: &DataFrame) -> PolarsResult<Table> {
-    let method = strings(df, "method")?;
+    // A labelled method table (`[methods.m2ib-tuned]`) is its own row; results written before
+    // labels existed have no `label` column.
+    let method = match df.column("label") {
+        Ok(_) => strings(df, "label")?,
+        Err(_) => strings(df, "method")?,
+    };
     let params = strings(df, "params")?;
     let modality = strings(df, "modality")?;
     let metric = strings(df, "metric")?;

@@ -243,7 +243,50 @@ pub struct Cell {
     pub method: String,
     /// The flat parameters as written (one value per key), canonical (sorted keys).
     pub params: Value,
+    /// The method table's name when it differs from the method (`[methods.m2ib-tuned]` with
+    /// `method = "m2ib"`): the same method with two settings in one table.
+    pub label: Option<String>,
 }
+
+impl Cell {
+    pub fn new(method: &str, params: Value) -> Cell {
+        Cell {
+            method: method.to_string(),
+            params,
+            label: None,
+        }
+    }
+
+    /// What tables and results call it: the label, else the method.
+    pub fn name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.method)
+    }
+
+    /// The method part of job ids: unchanged for unlabelled cells.
+    pub fn id_key(&self) -> String {
+        match &self.label {
+            Some(l) => format!("{}@{l}", self.method),
+            None => self.method.clone(),
+        }
+    }
+}
+
+/// The method a `[methods.<name>]` table runs: its `method` key, else its name.
+pub fn method_of(name: &str, table: &toml::Table) -> Result<String, String> {
+    match table.get(METHOD_KEY) {
+        None => Ok(name.to_string()),
+        Some(toml::Value::String(m)) => Ok(m.clone()),
+        Some(other) => Err(format!(
+            "`methods.{name}.{METHOD_KEY}` must be a method name (string), got {other}"
+        )),
+    }
+}
+
+/// Names the method of a labelled table.
+pub const METHOD_KEY: &str = "method";
+/// `grid = "per-modality"`: M2IB's image and text settings are expanded separately and paired.
+pub const GRID_KEY: &str = "grid";
+pub const PER_MODALITY: &str = "per-modality";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
@@ -438,18 +481,34 @@ impl Experiment {
         }
         for (name, table) in &exp.methods {
             let section = format!("methods.{name}");
-            if !m2ib_attribution::registry::METHODS.contains(&name.as_str()) {
-                return Err(err(
-                    source
+            let method = method_of(name, table)
+                .map_err(|e| err(line_of(source, &section, METHOD_KEY), e))?;
+            if !m2ib_attribution::registry::METHODS.contains(&method.as_str()) {
+                let line = match table.contains_key(METHOD_KEY) {
+                    true => line_of(source, &section, METHOD_KEY),
+                    false => source
                         .lines()
                         .position(|l| l.trim() == format!("[{section}]"))
                         .map(|p| p + 1)
                         .unwrap_or(0),
+                };
+                return Err(err(
+                    line,
                     format!(
-                        "unknown method `{name}`; allowed: {}",
+                        "unknown method `{method}`; allowed: {} (a table of another name says which with `method = \"...\"`)",
                         m2ib_attribution::registry::METHODS.join(", ")
                     ),
                 ));
+            }
+            match table.get(GRID_KEY) {
+                None => {}
+                Some(toml::Value::String(g)) if g == PER_MODALITY && method == "m2ib" => {}
+                Some(other) => return Err(err(
+                    line_of(source, &section, GRID_KEY),
+                    format!(
+                        "`{section}.{GRID_KEY}` = {other}; allowed: \"{PER_MODALITY}\" (M2IB only)"
+                    ),
+                )),
             }
             for (k, v) in table {
                 if let toml::Value::Array(a) = v {
@@ -471,11 +530,7 @@ impl Experiment {
                         .find(|(k, v)| {
                             let mut one = serde_json::Map::new();
                             one.insert((*k).clone(), (*v).clone());
-                            method_from_cell(&Cell {
-                                method: cell.method.clone(),
-                                params: Value::Object(one),
-                            })
-                            .is_err()
+                            method_from_cell(&Cell::new(&cell.method, Value::Object(one))).is_err()
                         })
                         .map(|(k, _)| k.clone())
                         .unwrap_or_default();
@@ -502,10 +557,11 @@ impl Experiment {
             .iter()
             .flat_map(|(name, table)| expand(name, table))
             .collect();
-        cells.extend(self.calibration().into_iter().map(|r| Cell {
-            method: r,
-            params: Value::Object(Map::new()),
-        }));
+        cells.extend(
+            self.calibration()
+                .into_iter()
+                .map(|r| Cell::new(&r, Value::Object(Map::new()))),
+        );
         cells
     }
 
@@ -535,7 +591,8 @@ impl Experiment {
                     (k.clone(), origin)
                 })
                 .collect();
-            if let Some(lower) = d.methods.get(name) {
+            let method = method_of(name, table)?;
+            if let Some(lower) = d.methods.get(&method) {
                 let (merged, taken) = crate::defaults::merge_beneath(table, lower);
                 for k in taken {
                     from.insert(k, format!("model: {}", d.origin));
@@ -595,8 +652,51 @@ fn to_json(v: &toml::Value) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Cartesian product over list-valued keys.
-pub fn expand(method: &str, table: &toml::Table) -> Vec<Cell> {
+/// Cartesian product over list-valued keys; with `grid = "per-modality"` (M2IB), the image
+/// settings (`image_*` and unprefixed keys) and the text settings (`text_*` and unprefixed keys)
+/// are expanded separately and paired in order, the shorter list starting over, so that every
+/// setting of either modality is computed once (plus the shorter list's repeats) instead of once
+/// per setting of the other.
+pub fn expand(name: &str, table: &toml::Table) -> Vec<Cell> {
+    let method = method_of(name, table).unwrap_or_else(|_| name.to_string());
+    let label = (method != name).then(|| name.to_string());
+    let mut table = table.clone();
+    table.remove(METHOD_KEY);
+    let per_modality = table.remove(GRID_KEY).is_some();
+    let params: Vec<Map<String, Value>> = if per_modality {
+        let side = |m: &str, other: &str| -> toml::Table {
+            table
+                .iter()
+                .filter(|(k, _)| !k.starts_with(&format!("{other}_")))
+                .map(|(k, v)| match k.starts_with(&format!("{m}_")) {
+                    true => (k.clone(), v.clone()),
+                    false => (format!("{m}_{k}"), v.clone()),
+                })
+                .collect()
+        };
+        let image = product(&side("image", "text"));
+        let text = product(&side("text", "image"));
+        (0..image.len().max(text.len()))
+            .map(|i| {
+                let mut c = image[i % image.len()].clone();
+                c.extend(text[i % text.len()].clone());
+                c
+            })
+            .collect()
+    } else {
+        product(&table)
+    };
+    params
+        .into_iter()
+        .map(|m| Cell {
+            method: method.clone(),
+            params: Value::Object(m),
+            label: label.clone(),
+        })
+        .collect()
+}
+
+fn product(table: &toml::Table) -> Vec<Map<String, Value>> {
     let mut cells: Vec<Map<String, Value>> = vec![Map::new()];
     for (k, v) in table {
         let values: Vec<Value> = match v {
@@ -615,12 +715,6 @@ pub fn expand(method: &str, table: &toml::Table) -> Vec<Cell> {
             .collect();
     }
     cells
-        .into_iter()
-        .map(|m| Cell {
-            method: method.to_string(),
-            params: Value::Object(m),
-        })
-        .collect()
 }
 
 /// The registry's parameters for a cell. M2IB takes flat keys: `layer`/`image_layer`/
@@ -687,6 +781,58 @@ n = 4
     }
 
     #[test]
+    fn a_labelled_table_runs_its_method_beside_the_plain_one() {
+        let src = format!(
+            "{BASE}[methods.m2ib]\nbeta = 0.1\n[methods.m2ib-tuned]\nmethod = \"m2ib\"\nimage_layer = \"embeddings\"\n"
+        );
+        let e = Experiment::parse(&src, "t.toml").unwrap();
+        let cells = e.cells();
+        assert_eq!(
+            (cells[0].name(), cells[0].id_key()),
+            ("m2ib", "m2ib".into())
+        );
+        assert_eq!(cells[1].method, "m2ib");
+        assert_eq!(cells[1].name(), "m2ib-tuned");
+        assert_eq!(cells[1].id_key(), "m2ib@m2ib-tuned");
+        assert!(cells[1].params.get(METHOD_KEY).is_none());
+        assert_eq!(method_params(&cells[1])["image"]["layer"], "embeddings");
+    }
+
+    #[test]
+    fn a_per_modality_grid_pairs_image_and_text_settings() {
+        let src = format!(
+            "{BASE}[methods.m2ib]\ngrid = \"per-modality\"\nimage_layer = [\"embeddings\", 0, 1]\ntext_layer = [\"embeddings\", 0]\nbeta = [1.0, 0.1]\nsteps = 3\n"
+        );
+        let e = Experiment::parse(&src, "t.toml").unwrap();
+        let cells: Vec<Cell> = e
+            .cells()
+            .into_iter()
+            .filter(|c| c.method == "m2ib")
+            .collect();
+        // 3 x 2 image settings, 2 x 2 text settings: 6 cells, not 6 x 4.
+        assert_eq!(cells.len(), 6);
+        let side = |m: &str| -> Vec<String> {
+            cells
+                .iter()
+                .map(|c| {
+                    let p = &method_params(c)[m];
+                    assert_eq!(p["steps"], 3);
+                    format!("{}/{}", p["layer"], p["beta"])
+                })
+                .collect()
+        };
+        let image = side("image");
+        let mut unique = image.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 6, "every image setting once: {image:?}");
+        let text = side("text");
+        let first: std::collections::BTreeSet<_> = text[..4].iter().collect();
+        assert_eq!(first.len(), 4, "every text setting once: {text:?}");
+        assert_eq!(text[4..], text[..2], "the shorter list starts over");
+    }
+
+    #[test]
     fn every_shipped_experiment_parses() {
         let dir = PathBuf::from(
             std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
@@ -718,6 +864,16 @@ n = 4
                 format!("{BASE}[methods.nope]\n"),
                 "unknown method `nope`; allowed: m2ib, saliency",
                 9,
+            ),
+            (
+                format!("{BASE}[methods.best]\nmethod = \"m2iv\"\n"),
+                "unknown method `m2iv`",
+                10,
+            ),
+            (
+                format!("{BASE}[methods.saliency]\ngrid = \"per-modality\"\n"),
+                "(M2IB only)",
+                10,
             ),
             (
                 format!("{BASE}[methods.m2ib]\nlayr = 3\n"),

@@ -196,12 +196,16 @@ pub fn maps_of(
 }
 
 /// Per-row fields of the method's resolved parameters for one modality.
-pub fn hyper(params: &Value, modality: &str) -> (Option<i64>, Option<f64>, Option<f64>) {
+pub fn hyper(params: &Value, modality: &str) -> (Option<String>, Option<f64>, Option<f64>) {
     let p = params.get(modality).unwrap_or(params);
     let layer = p
         .get("layer")
         .or_else(|| params.get(format!("{modality}_layer")))
-        .and_then(Value::as_i64);
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => n.as_i64().map(|l| l.to_string()),
+            _ => None,
+        });
     (
         layer,
         p.get("beta").and_then(Value::as_f64),

@@ -114,10 +114,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
     }
     let dataset = dataset_key(&exp.dataset);
     let mut out = vec![];
-    let clean_cell = Cell {
-        method: "clean".into(),
-        params: serde_json::json!({}),
-    };
+    let clean_cell = Cell::new("clean", serde_json::json!({}));
     for repeat in 0..exp.repeats {
         let r = repeat.to_string();
         let roar = exp.metrics.roar.as_ref().map(|spec| {
@@ -145,7 +142,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
                     id: id_of(&[
                         weights_hash,
                         &dataset,
-                        &cell.method,
+                        &cell.id_key(),
                         &params,
                         &canonical(&metrics),
                         &r,
@@ -165,7 +162,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
                         id: id_of(&[
                             weights_hash,
                             &dataset,
-                            &cell.method,
+                            &cell.id_key(),
                             &params,
                             "sanity",
                             &r,
@@ -186,7 +183,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
                         id: id_of(&[
                             weights_hash,
                             ds,
-                            &cell.method,
+                            &cell.id_key(),
                             &params,
                             "roar-maps",
                             &r,
@@ -207,7 +204,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
                     id: id_of(&[
                         weights_hash,
                         ds,
-                        &cell.method,
+                        &cell.id_key(),
                         &params,
                         spec_key,
                         "roar",

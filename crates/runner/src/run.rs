@@ -7,7 +7,7 @@ use crate::samples::{list, Listed};
 use crate::store::{is_done, write_part, Row};
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use m2ib_clip::{resolve_layer, Checkpoint, ClipConfig};
+use m2ib_clip::{resolve_layer, Checkpoint, ClipConfig, Layer};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -57,9 +57,11 @@ pub fn validate_layers(
         ("text", config.text_config.num_hidden_layers as usize),
     ];
     for cell in exp.cells() {
-        let section = format!("methods.{}", cell.method);
+        let section = format!("methods.{}", cell.name());
         for (key, v) in cell.params.as_object().into_iter().flatten() {
-            let Some(l) = v.as_i64() else { continue };
+            let Ok(l) = serde_json::from_value::<Layer>(v.clone()) else {
+                continue;
+            };
             let towers: Vec<(&str, usize)> = match key.as_str() {
                 "layer" => depths.to_vec(),
                 "image_layer" => vec![depths[0]],
@@ -79,9 +81,16 @@ pub fn validate_layers(
                             other => other.to_string(),
                         })
                 } else {
-                    resolve_layer(l, depth)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                    match l {
+                        Layer::Block(b) => resolve_layer(b, depth)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Layer::Embeddings => Err(format!(
+                            "`{}` names a block (integer); only M2IB's bottleneck can sit on the {}",
+                            key,
+                            m2ib_clip::config::EMBEDDINGS
+                        )),
+                    }
                 };
                 if let Err(e) = checked {
                     // A key the model's defaults gave is reported against the model's file.
@@ -165,6 +174,7 @@ fn run_job(
             _ => exp.dataset.split.clone(),
         },
         method: job.cell.method.clone(),
+        label: job.cell.name().to_string(),
         params: method
             .as_ref()
             .map(|m| crate::jobs::canonical(&m.params()))

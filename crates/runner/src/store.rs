@@ -14,8 +14,12 @@ pub struct Row {
     pub split: String,
     pub sample_id: Option<String>,
     pub method: String,
+    /// The method table's name (`m2ib-tuned`); the method itself for an unlabelled table.
+    pub label: String,
     pub params: String,
-    pub layer: Option<i64>,
+    /// The block as written (`"9"`, `"-2"`) or `"embeddings"` (a string so that one column
+    /// holds both; null for methods without a layer).
+    pub layer: Option<String>,
     pub beta: Option<f64>,
     pub sigma: Option<f64>,
     pub var: Option<f64>,
@@ -62,8 +66,9 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
             col!("split", |r: &Row| r.split.clone()),
             col!("sample_id", |r: &Row| r.sample_id.clone()),
             col!("method", |r: &Row| r.method.clone()),
+            col!("label", |r: &Row| r.label.clone()),
             col!("params", |r: &Row| r.params.clone()),
-            col!("layer", |r: &Row| r.layer),
+            col!("layer", |r: &Row| r.layer.clone()),
             col!("beta", |r: &Row| r.beta),
             col!("sigma", |r: &Row| r.sigma),
             col!("var", |r: &Row| r.var),
