@@ -12,10 +12,16 @@ use std::path::{Path, PathBuf};
 pub struct ReportArgs {
     /// A run directory (reports/<name>) or an experiment name.
     pub run: String,
-    /// Pick M2IB's best grid cell per modality by this metric (`drop`, `increase`, `roar`,
-    /// `localization_iou`, or `metric:variant`) and write <selected-dir>/<model>.toml.
+    /// Pick M2IB's best grid setting per modality by one column (`drop`, `increase`, `roar`,
+    /// `intervention`, `localization_iou`, `metric:variant`) or by the mean rank over several
+    /// (`drop,increase,intervention`) and write it as `[methods.m2ib-tuned]` to
+    /// <selected-dir>/<model>.toml.
     #[arg(long)]
     pub select: Option<String>,
+    /// Write the best N settings per modality as candidates `[methods.m2ib-c1]`...
+    /// (<selected-dir>/<model>-candidates.toml) for a second tune draw to re-score.
+    #[arg(long, default_value_t = 1)]
+    pub top: usize,
     #[arg(long, default_value = "experiments/selected")]
     pub selected_dir: PathBuf,
 }
@@ -156,17 +162,30 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
         let choices =
             m2ib_report::select::select(&table(&df)?, metric).map_err(anyhow::Error::msg)?;
         let origin = format!(
-            "Selected by `m2ib report {} --select {metric}` from {} ({split} split).",
+            "Selected by `m2ib report {} --select {metric} --top {}` from {} ({split} split, dataset seed {}).",
             a.run,
-            dir.display()
+            a.top,
+            dir.display(),
+            dataset_seed(&dir).unwrap_or_else(|| "?".into())
         );
         std::fs::create_dir_all(&a.selected_dir)?;
-        let path = a.selected_dir.join(format!("{model}.toml"));
-        let text = m2ib_report::select::to_toml(&choices, &origin);
+        let path = match a.top {
+            0 | 1 => a.selected_dir.join(format!("{model}.toml")),
+            _ => a.selected_dir.join(format!("{model}-candidates.toml")),
+        };
+        let text = m2ib_report::select::to_toml(&choices, a.top, &origin);
         std::fs::write(&path, &text)?;
         println!("{text}wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The dataset seed recorded in a run's run.json (which draw of the split was scored).
+fn dataset_seed(dir: &Path) -> Option<String> {
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).ok()?).ok()?;
+    let exp: toml::Table = toml::from_str(run["experiment"].as_str()?).ok()?;
+    Some(exp.get("dataset")?.get("seed")?.to_string())
 }
 
 /// A Figure 1-style gallery: every method on two test scenes of the shapes benchmark.

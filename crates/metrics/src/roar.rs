@@ -2,7 +2,8 @@
 //! maps (image: the top `fraction` of pixels -> 0 in normalised space, the channel mean; text:
 //! the top `fraction` of content tokens -> `text_mask_id`), fine-tune with the symmetric CLIP
 //! loss, evaluate the loss on the ORIGINAL validation split. L_clean is the same fine-tuning on
-//! clean data; score = (L_degraded - L_clean) / L_clean * 100; each repeat draws a new 80/20 split.
+//! clean data; score = (L_degraded - L_clean) / L_clean * 100; each repeat draws a new 80/20 split,
+//! or, with a fixed validation set (`RoarData::val`), trains on every other pair in a new order.
 use crate::MetricError;
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::tokenizer::text_input;
@@ -59,6 +60,9 @@ pub struct RoarData {
     pub end_id: i64,
     pub pad_id: i64,
     pub text_mask_id: i64,
+    /// The last `val` pairs are a fixed validation set (the same for every repeat and split,
+    /// never explained or degraded); 0: each split seed draws `val_fraction` of the pairs.
+    pub val: usize,
 }
 
 /// One method's maps for every pair (any monotone scale: only ranks matter). A modality without
@@ -91,17 +95,25 @@ fn removed(n: usize, fraction: f64) -> usize {
     ((n as f64) * fraction).round() as usize
 }
 
-/// The degraded copy of the data.
+/// The degraded copy of the data. Maps may cover only the first pairs (the training pairs of a
+/// fixed validation set): the rest stay intact.
 pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<Vec<i64>>) {
     let (n, _, h, w) = data.pixels.size4().expect("[N, 3, H, W]");
     let pixels = match &maps.image {
         None => data.pixels.shallow_clone(),
         Some(image) => {
+            let m = image.size()[0];
             let k = removed((h * w) as usize, fraction) as i64;
-            let flat = image.view([n, h * w]);
+            let flat = image.view([m, h * w]);
             let top = flat.argsort(1, true).narrow(1, 0, k);
-            let keep =
-                Tensor::ones([n, h * w], (Kind::Float, Device::Cpu)).scatter_value(1, &top, 0.0);
+            let keep = Tensor::cat(
+                &[
+                    Tensor::ones([m, h * w], (Kind::Float, Device::Cpu))
+                        .scatter_value(1, &top, 0.0),
+                    Tensor::ones([n - m, h * w], (Kind::Float, Device::Cpu)),
+                ],
+                0,
+            );
             &data.pixels * keep.view([n, 1, h, w])
         }
     };
@@ -111,9 +123,12 @@ pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<
     let ids = data
         .ids
         .iter()
-        .zip(text)
-        .zip(&data.content)
-        .map(|((ids, s), c)| {
+        .enumerate()
+        .map(|(i, ids)| {
+            let Some(s) = text.get(i) else {
+                return ids.clone();
+            };
+            let c = &data.content[i];
             let mut pos: Vec<usize> = (0..ids.len()).filter(|&p| c[p]).collect();
             pos.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
             let mut out = ids.clone();
@@ -124,6 +139,16 @@ pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<
         })
         .collect();
     (pixels, ids)
+}
+
+/// Training and validation indices: the fixed validation set when the data has one, else a
+/// seeded draw of `val_fraction`.
+fn split_of(data: &RoarData, cfg: &RoarConfig, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let n = data.ids.len();
+    match data.val {
+        0 => split(n, cfg.val_fraction, seed),
+        v => ((0..n - v).collect(), (n - v..n).collect()),
+    }
 }
 
 fn split(n: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -219,11 +244,10 @@ pub fn roar_clean(
     data: &RoarData,
     cfg: &RoarConfig,
 ) -> Result<Vec<CleanLoss>, MetricError> {
-    let n = data.ids.len();
     (0..cfg.repeats)
         .map(|r| {
             let split_seed = split_seed_of(cfg, r);
-            let (train_idx, val_idx) = split(n, cfg.val_fraction, split_seed);
+            let (train_idx, val_idx) = split_of(data, cfg, split_seed);
             let l_clean = finetune_and_validate(
                 load,
                 &data.pixels,
@@ -252,12 +276,11 @@ pub fn roar_degraded(
     cfg: &RoarConfig,
     clean: &[CleanLoss],
 ) -> Result<Vec<RoarRepeat>, MetricError> {
-    let n = data.ids.len();
     let (deg_pixels, deg_ids) = degrade(data, maps, cfg.fraction);
     clean
         .iter()
         .map(|c| {
-            let (train_idx, val_idx) = split(n, cfg.val_fraction, c.split_seed);
+            let (train_idx, val_idx) = split_of(data, cfg, c.split_seed);
             let l_degraded = finetune_and_validate(
                 load,
                 &deg_pixels,
@@ -303,6 +326,7 @@ mod tests {
             end_id: 10,
             pad_id: 0,
             text_mask_id: 0,
+            val: 0,
         };
         let maps = RoarMaps {
             image: Some(Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.2]).view([1, 2, 2])),
@@ -315,6 +339,35 @@ mod tests {
         let image_only = RoarMaps { text: None, ..maps };
         let (_, ids) = degrade(&data, &image_only, 0.5);
         assert_eq!(ids[0], data.ids[0], "text left intact");
+    }
+
+    #[test]
+    fn maps_of_the_training_pairs_leave_the_fixed_validation_pairs_intact() {
+        let data = RoarData {
+            pixels: Tensor::ones([3, 3, 2, 2], (Kind::Float, Device::Cpu)),
+            ids: vec![vec![9, 1, 2, 10]; 3],
+            content: vec![vec![false, true, true, false]; 3],
+            end_id: 10,
+            pad_id: 0,
+            text_mask_id: 0,
+            val: 1,
+        };
+        let maps = RoarMaps {
+            image: Some(
+                Tensor::from_slice(&[0.1f32, 0.9, 0.5, 0.2, 0.1, 0.9, 0.5, 0.2]).view([2, 2, 2]),
+            ),
+            text: Some(vec![vec![0.0, 0.2, 0.9, 0.0]; 2]),
+        };
+        let (px, ids) = degrade(&data, &maps, 0.5);
+        assert_eq!(f64::try_from(px.get(1).sum(Kind::Float)).unwrap(), 6.0);
+        assert_eq!(f64::try_from(px.get(2).sum(Kind::Float)).unwrap(), 12.0);
+        assert_eq!(
+            ids,
+            [vec![9, 1, 0, 10], vec![9, 1, 0, 10], vec![9, 1, 2, 10]]
+        );
+        let cfg = RoarConfig::default();
+        assert_eq!(split_of(&data, &cfg, 1), (vec![0, 1], vec![2]));
+        assert_eq!(split_of(&data, &cfg, 2), (vec![0, 1], vec![2]));
     }
 
     #[test]

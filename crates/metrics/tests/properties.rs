@@ -57,6 +57,7 @@ fn roar_plus_detects_removing_the_named_objects() {
         end_id: ck.tokenizer.end_id,
         pad_id: ck.tokenizer.pad_id,
         text_mask_id: ck.tokenizer.pad_id,
+        val: 0,
     };
     let hw = 64i64;
     let truth_maps: Vec<Tensor> = truth

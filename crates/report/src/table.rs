@@ -131,10 +131,22 @@ pub fn higher_is_better(metric: &str) -> bool {
 pub fn short_params(p: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(p).unwrap_or_default();
     match (v.get("image"), v.get("text")) {
-        (Some(i), Some(t)) if i.get("layer").is_some() => format!(
-            "img L{} b{} s{}; txt L{} b{} s{}",
-            i["layer"], i["beta"], i["sigma"], t["layer"], t["beta"], t["sigma"]
-        ),
+        (Some(i), Some(t)) if i.get("layer").is_some() => {
+            let layer = |p: &serde_json::Value| match crate::site::Site::from_json(&p["layer"]) {
+                Some(crate::site::Site::Embeddings) => "emb".to_string(),
+                Some(l) => format!("L{l}"),
+                None => format!("L{}", p["layer"]),
+            };
+            format!(
+                "img {} b{} s{}; txt {} b{} s{}",
+                layer(i),
+                i["beta"],
+                i["sigma"],
+                layer(t),
+                t["beta"],
+                t["sigma"]
+            )
+        }
         _ => String::new(),
     }
 }

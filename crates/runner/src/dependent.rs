@@ -53,25 +53,29 @@ fn roar_pairs(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> Chunk {
     prepare_chunk(ctx.exp, ck, &all, &ctx.roar_listed[job.repeat])
 }
 
-fn roar_data(ck: &Checkpoint, chunk: &Chunk) -> RoarData {
+/// ROAR+'s fixed validation pairs (empty without `val_n`).
+fn roar_val_pairs(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> Chunk {
+    let all = Job {
+        samples: (0..ctx.roar_val.len()).collect(),
+        ..job.clone()
+    };
+    prepare_chunk(ctx.exp, ck, &all, &ctx.roar_val)
+}
+
+/// The training pairs, then the fixed validation pairs (if any) as the data's last `val`.
+fn roar_data(ck: &Checkpoint, train: &Chunk, val: &Chunk) -> RoarData {
     let t = &ck.tokenizer;
+    let all = || train.prepared.iter().chain(&val.prepared);
     RoarData {
+        val: val.prepared.len(),
         pixels: Tensor::stack(
-            &chunk
-                .prepared
-                .iter()
+            &all()
                 .map(|(p, _)| p.pixels.shallow_clone())
                 .collect::<Vec<_>>(),
             0,
         ),
-        ids: chunk
-            .prepared
-            .iter()
-            .map(|(p, _)| p.encoded.ids.clone())
-            .collect(),
-        content: chunk
-            .prepared
-            .iter()
+        ids: all().map(|(p, _)| p.encoded.ids.clone()).collect(),
+        content: all()
             .map(|(p, _)| {
                 p.encoded
                     .ids
@@ -99,9 +103,10 @@ fn clean_losses(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<
         "ROAR+: only {} training pairs loaded (need 5)",
         chunk.prepared.len()
     );
+    let val = roar_val_pairs(ctx, ck, job);
     let clean = roar_clean(
         &|| copy_model(ck),
-        &roar_data(ck, &chunk),
+        &roar_data(ck, &chunk, &val),
         &roar_config(ctx, job.repeat),
     )?;
     std::fs::create_dir_all(path.parent().expect("maps dir"))?;
@@ -170,7 +175,7 @@ pub fn roar_job(
         prepared,
         failed: vec![],
     };
-    let data = roar_data(ck, &chunk);
+    let data = roar_data(ck, &chunk, &roar_val_pairs(ctx, ck, job));
     let cfg = roar_config(ctx, job.repeat);
     let mut rows = vec![];
     for m in &spec.modalities {

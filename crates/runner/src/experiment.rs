@@ -26,6 +26,8 @@ pub struct Experiment {
     pub threads_per_worker: i32,
     pub model: ModelSpec,
     pub dataset: DatasetSpec,
+    /// Method tables (an `include` may supply all of them).
+    #[serde(default)]
     pub methods: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub metrics: MetricsSpec,
@@ -179,6 +181,11 @@ pub struct RoarSpec {
     /// size; `round(n * val_fraction)` must reach it).
     #[serde(default = "val_batch_size")]
     pub val_batch_size: usize,
+    /// A fixed validation set of this many pairs (its own draw of `split`, the same for every
+    /// repeat, split and seed, never explained): the `n` pairs are then all training pairs and
+    /// `val_fraction` is unused. Without it each split seed holds out `val_fraction` of `n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_n: Option<usize>,
 }
 
 fn val_batch_size() -> usize {
@@ -220,6 +227,14 @@ impl RoarSpec {
             n: self.n,
             absent: false,
             ..d.clone()
+        }
+    }
+
+    /// The fixed validation pairs (`val_n`): the training pairs' reader and split, true captions.
+    pub fn val_dataset(&self, d: &DatasetSpec) -> DatasetSpec {
+        DatasetSpec {
+            n: self.val_n.unwrap_or(0),
+            ..self.dataset(d)
         }
     }
 
@@ -342,8 +357,25 @@ impl Experiment {
         })?;
         if let Some(inc) = &exp.include {
             let at = line_of(source, "", "include");
-            let text = std::fs::read_to_string(inc)
-                .map_err(|e| err(at, format!("`include` = {:?}: {e}", inc.display())))?;
+            // Beside the experiment file first (as Cargo resolves paths), then the working
+            // directory (the form older experiments use: `experiments/selected/...`).
+            let beside = Path::new(file).parent().map(|d| d.join(inc));
+            let text = beside
+                .iter()
+                .chain(std::iter::once(inc))
+                .find_map(|p| std::fs::read_to_string(p).ok())
+                .ok_or_else(|| {
+                    err(
+                        at,
+                        format!(
+                            "`include` = {:?}: no such file beside the experiment ({}) or in the working directory",
+                            inc.display(),
+                            beside
+                                .as_ref()
+                                .map_or("-".into(), |b| b.display().to_string())
+                        ),
+                    )
+                })?;
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
             struct Selected {
@@ -448,8 +480,23 @@ impl Experiment {
                     ),
                 ));
             }
+            if let Some(v) = r.val_n {
+                if r.val_batch_size < m2ib_metrics::roar::MIN_VAL_BATCH || v < r.val_batch_size {
+                    return Err(err(
+                        at("val_n"),
+                        format!(
+                            "`metrics.roar.val_n` = {v} is fewer than one validation batch (val_batch_size = {}, at least {}): the contrastive loss of a tiny batch is near 0 and ROAR+ divides by it",
+                            r.val_batch_size,
+                            m2ib_metrics::roar::MIN_VAL_BATCH
+                        ),
+                    ));
+                }
+            }
             let n_val = ((r.n as f64) * r.val_fraction).round() as usize;
-            if r.val_batch_size < m2ib_metrics::roar::MIN_VAL_BATCH || n_val < r.val_batch_size {
+            if r.val_n.is_none()
+                && (r.val_batch_size < m2ib_metrics::roar::MIN_VAL_BATCH
+                    || n_val < r.val_batch_size)
+            {
                 return Err(err(
                     at("n"),
                     format!(
@@ -503,12 +550,14 @@ impl Experiment {
             match table.get(GRID_KEY) {
                 None => {}
                 Some(toml::Value::String(g)) if g == PER_MODALITY && method == "m2ib" => {}
-                Some(other) => return Err(err(
-                    line_of(source, &section, GRID_KEY),
-                    format!(
+                Some(other) => {
+                    return Err(err(
+                        line_of(source, &section, GRID_KEY),
+                        format!(
                         "`{section}.{GRID_KEY}` = {other}; allowed: \"{PER_MODALITY}\" (M2IB only)"
                     ),
-                )),
+                    ))
+                }
             }
             for (k, v) in table {
                 if let toml::Value::Array(a) = v {

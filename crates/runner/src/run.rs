@@ -135,6 +135,8 @@ pub struct RunContext<'a> {
     /// Per repeat: the experiment's samples and the ROAR+ training pairs.
     pub listed: Vec<Vec<Listed>>,
     pub roar_listed: Vec<Vec<Listed>>,
+    /// ROAR+'s fixed validation pairs (`val_n`), the same for every repeat; empty without.
+    pub roar_val: Vec<Listed>,
 }
 
 /// Whether a job's output exists (a rerun skips it).
@@ -344,10 +346,33 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         .map(|r| list(&exp.dataset, split_seed(exp.dataset.seed, r)))
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
+    let roar_val: Vec<Listed> = match &exp.metrics.roar {
+        Some(r) if r.val_n.is_some() => list(
+            &r.val_dataset(&exp.dataset),
+            crate::jobs::hash64(&["roar-val"]),
+        )
+        .map_err(anyhow::Error::msg)?,
+        _ => vec![],
+    };
+    let val_ids: std::collections::HashSet<String> =
+        roar_val.iter().flatten().map(|s| s.id.clone()).collect();
     let roar_listed: Vec<Vec<Listed>> = match &exp.metrics.roar {
         None => vec![vec![]; exp.repeats],
         Some(r) => (0..exp.repeats)
-            .map(|k| list(&r.dataset(&exp.dataset), split_seed(exp.dataset.seed, k)))
+            .map(|k| {
+                list(&r.dataset(&exp.dataset), split_seed(exp.dataset.seed, k)).map(|l| {
+                    // A training pair that is also a validation pair is left out (never for
+                    // shapes: the validation pairs come from their own stream).
+                    l.into_iter()
+                        .map(|x| match x {
+                            Ok(s) if val_ids.contains(&s.id) => {
+                                Err((s.id, "also a ROAR+ validation pair".to_string()))
+                            }
+                            x => x,
+                        })
+                        .collect()
+                })
+            })
             .collect::<Result<_, _>>()
             .map_err(anyhow::Error::msg)?,
     };
@@ -379,6 +404,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         git,
         listed,
         roar_listed,
+        roar_val,
     };
     let threads = exp.threads_per_worker;
     if devices.iter().all(|d| d == "cpu") {

@@ -139,7 +139,9 @@ pub fn read_all(dirs: &[PathBuf]) -> PolarsResult<DataFrame> {
             .collect();
         paths.sort();
         for p in paths {
-            frames.push(ParquetReader::new(std::fs::File::open(&p)?).finish()?);
+            frames.push(conform(
+                ParquetReader::new(std::fs::File::open(&p)?).finish()?,
+            )?);
         }
     }
     let Some(first) = frames.first().cloned() else {
@@ -160,6 +162,21 @@ pub fn read_all(dirs: &[PathBuf]) -> PolarsResult<DataFrame> {
         ],
         SortMultipleOptions::default().with_nulls_last(true),
     )?;
+    Ok(df)
+}
+
+/// A part written before the `label` column and the string `layer` column, in today's schema
+/// (label = method; layer as text), so that old and new parts of one folder read together.
+fn conform(mut df: DataFrame) -> PolarsResult<DataFrame> {
+    if df.column("label").is_err() {
+        let label = df.column("method")?.clone().with_name("label".into());
+        let at = df.get_column_index("method").map_or(df.width(), |i| i + 1);
+        df.insert_column(at, label)?;
+    }
+    if df.column("layer")?.dtype() != &DataType::String {
+        let layer = df.column("layer")?.cast(&DataType::String)?;
+        df.with_column(layer)?;
+    }
     Ok(df)
 }
 
@@ -196,4 +213,36 @@ pub fn merge(dirs: &[PathBuf], out_file: &Path) -> PolarsResult<usize> {
     ParquetWriter::new(std::fs::File::create(&tmp)?).finish(&mut df)?;
     std::fs::rename(&tmp, out_file)?;
     Ok(df.height())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_the_old_schema_read_beside_new_ones() {
+        let new = to_frame(&[Row {
+            method: "m2ib".into(),
+            label: "m2ib-tuned".into(),
+            layer: Some("embeddings".into()),
+            ..Row::default()
+        }])
+        .unwrap();
+        // Before labels: no `label` column and an integer `layer`.
+        let mut old = to_frame(&[Row {
+            method: "gradcam".into(),
+            ..Row::default()
+        }])
+        .unwrap()
+        .drop("label")
+        .unwrap();
+        old.with_column(Column::new("layer".into(), [Some(-1i64)]))
+            .unwrap();
+        let mut df = conform(old).unwrap();
+        df.vstack_mut(&conform(new).unwrap()).unwrap();
+        let labels: Vec<Option<&str>> = df.column("label").unwrap().str().unwrap().iter().collect();
+        assert_eq!(labels, [Some("gradcam"), Some("m2ib-tuned")]);
+        let layers: Vec<Option<&str>> = df.column("layer").unwrap().str().unwrap().iter().collect();
+        assert_eq!(layers, [Some("-1"), Some("embeddings")]);
+    }
 }
