@@ -308,7 +308,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                 "{}  {:<10} {:<12} repeat {} chunk {}  {}",
                 j.id,
                 j.kind.name(),
-                j.cell.method,
+                j.cell.name(),
                 j.repeat,
                 j.chunk,
                 crate::jobs::canonical(&j.cell.params)
@@ -442,7 +442,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                         line.set_message(format!(
                             "{} {} repeat {} chunk {}",
                             job.kind.name(),
-                            job.cell.method,
+                            job.cell.name(),
                             job.repeat,
                             job.chunk
                         ));
