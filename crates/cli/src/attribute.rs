@@ -107,13 +107,11 @@ fn flag_table(args: &AttributeArgs) -> toml::Table {
             t.insert(k.to_string(), v);
         }
     };
-    let layer = |l: Layer| match l {
-        Layer::Embeddings => toml::Value::String(l.to_string()),
-        Layer::Block(b) => toml::Value::Integer(b),
-    };
-    put("layer", args.layer.map(layer));
-    put("image_layer", args.image_layer.map(layer));
-    put("text_layer", args.text_layer.map(layer));
+    // Layer serialises as in TOML: an integer or "embeddings".
+    let layer = |l: Option<Layer>| l.and_then(|l| toml::Value::try_from(l).ok());
+    put("layer", layer(args.layer));
+    put("image_layer", layer(args.image_layer));
+    put("text_layer", layer(args.text_layer));
     put("beta", args.beta.map(toml::Value::Float));
     put("sigma", args.sigma.map(toml::Value::Float));
     put("var", args.var.map(toml::Value::Float));

@@ -46,17 +46,8 @@ fn invert_cached_maps(out: &Path, method: &str) -> usize {
         .collect();
     ids.sort();
     ids.dedup();
+    invert_map_files(out, &ids);
     for id in &ids {
-        let p = out.join("maps").join(format!("{id}.safetensors"));
-        let inverted: Vec<(String, Tensor)> = Tensor::read_safetensors(&p)
-            .unwrap()
-            .into_iter()
-            .map(|(name, t)| {
-                let n = (&t - t.min()) / (t.max() - t.min());
-                (name, 1.0 - n)
-            })
-            .collect();
-        Tensor::write_safetensors(&inverted, &p).unwrap();
         std::fs::remove_file(out.join("results").join(format!("{id}.parquet"))).unwrap();
     }
     ids.len()

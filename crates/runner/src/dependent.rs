@@ -5,6 +5,7 @@
 use crate::explain::{batch_of, maps_of, prepare_chunk, value_row, Chunk, Source};
 use crate::jobs::{hash64, split_seed, Job, JobKind};
 use crate::run::RunContext;
+use crate::samples::Listed;
 use crate::store::Row;
 use anyhow::Context;
 use m2ib_attribution::Attribution;
@@ -44,22 +45,23 @@ pub fn is_clean_done(out: &Path, job_id: &str) -> bool {
     clean_path(out, job_id).exists()
 }
 
-/// The ROAR+ training pairs of a repeat, as one chunk (samples that fail to load are left out).
-fn roar_pairs(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> Chunk {
+/// Every pair of a ROAR+ listing as one chunk (samples that fail to load are left out).
+fn all_pairs(ctx: &RunContext, ck: &Checkpoint, job: &Job, listed: &[Listed]) -> Chunk {
     let all = Job {
-        samples: (0..ctx.roar_listed[job.repeat].len()).collect(),
+        samples: (0..listed.len()).collect(),
         ..job.clone()
     };
-    prepare_chunk(ctx.exp, ck, &all, &ctx.roar_listed[job.repeat])
+    prepare_chunk(ctx.exp, ck, &all, listed)
+}
+
+/// The ROAR+ training pairs of a repeat.
+fn roar_pairs(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> Chunk {
+    all_pairs(ctx, ck, job, &ctx.roar_listed[job.repeat])
 }
 
 /// ROAR+'s fixed validation pairs (empty without `val_n`).
 fn roar_val_pairs(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> Chunk {
-    let all = Job {
-        samples: (0..ctx.roar_val.len()).collect(),
-        ..job.clone()
-    };
-    prepare_chunk(ctx.exp, ck, &all, &ctx.roar_val)
+    all_pairs(ctx, ck, job, &ctx.roar_val)
 }
 
 /// The training pairs, then the fixed validation pairs (if any) as the data's last `val`.
