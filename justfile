@@ -9,7 +9,7 @@ select := "drop,increase,intervention,localization_iou:percentile,localization_a
 
 # List recipes.
 default:
-    @just --list
+    @{{just_executable()}} --list
 
 # Install libtorch 2.13.0 into $HOME/.cache/m2ib (idempotent; M2IB_TORCH=cuda for the GPU build).
 setup:
@@ -23,14 +23,15 @@ test:
 build:
     {{run}} cargo build --release -p m2ib-cli
 
-# Reproduce a paper table on the embedded default (e.g. `just reproduce table1`).
-reproduce experiment="table1":
-    {{m2ib}} reproduce {{experiment}}
-
-# Cosine similarity of one image and one caption.
+# Reproduce a paper table on the embedded default (e.g. `./just reproduce table1`; extra flags such as `--devices auto` pass through).
 [positional-arguments]
-embed model image text:
-    {{m2ib}} embed --model "$1" --image "$2" --text "$3"
+reproduce experiment="table1" *flags:
+    {{m2ib}} reproduce "$@"
+
+# Cosine similarity of one image and one caption (`./just embed tiny-shapes scene.png "a red circle" --json`).
+[positional-arguments]
+embed model image text *flags:
+    {{m2ib}} embed --model "$1" --image "$2" --text "$3" "${@:4}"
 
 # Any other m2ib command, e.g. `just m2ib attribute --help` (arguments keep their quoting).
 [positional-arguments]

@@ -75,7 +75,7 @@ PYEOF
   ;;
 cuda)
   DEST="$CACHE/libtorch-$VERSION-cu13"
-  if [ -f "$DEST/.complete" ]; then echo "$DEST/venv/lib/python3.11/site-packages/torch"; exit 0; fi
+  if [ -f "$DEST/.complete" ]; then echo "$DEST/torch"; exit 0; fi
   log "installing full torch $VERSION (CUDA 13, ~5.4 GB) into $DEST"
   rm -rf "$DEST"
   "$PY" -m venv "$DEST/venv"
@@ -83,7 +83,7 @@ cuda)
   TORCH_DIR=$("$DEST/venv/bin/python" -c 'import torch, os; print(os.path.dirname(torch.__file__))')
   ln -sfn "$TORCH_DIR" "$DEST/torch"
   touch "$DEST/.complete"
-  echo "$TORCH_DIR"
+  echo "$DEST/torch"
   ;;
 *)
   log "M2IB_TORCH must be 'cpu' or 'cuda', not '$KIND'"; exit 2 ;;

@@ -1,7 +1,6 @@
 //! `m2ib attribute`: explain image-caption pairs with one method (or all) and write, per pair,
 //! the raw maps (safetensors + JSON sidecar naming the arrays), the image with the heat map
 //! overlaid, and the caption with tokens coloured by score.
-use crate::embed::parse_device;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -15,12 +14,20 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 #[derive(Args)]
+#[command(after_help = "Examples:
+  m2ib attribute --model data/tiny-shapes-clip --image scene.png --text \"a red circle\" --out out/
+  m2ib attribute --model tiny-shapes --method all --image a.png --text \"a dog\" --out out/
+  m2ib attribute --model DIR --pairs pairs.tsv --image-layer 8 --text-layer embeddings --beta 0.1 --out out/
+
+Each pair gets a folder with maps.safetensors (raw and normalised maps), maps.json (tokens,
+resolved settings and where each came from), overlay.png and caption.png (grid.png for `all`).")]
 pub struct AttributeArgs {
-    /// Hugging Face CLIP checkpoint directory.
+    /// Checkpoint: a Hugging Face CLIP directory (config.json, model.safetensors,
+    /// tokenizer.json) or `tiny-shapes`, the embedded default.
     #[arg(long)]
     pub model: PathBuf,
-    /// Model options preset: `hf` (default) or `cxr-repair-compat` (the official M2IB wrapper:
-    /// no text causal mask, last-position pooling, text projection twice).
+    /// Model options preset: `hf` or `cxr-repair-compat` (the official M2IB wrapper: no text
+    /// causal mask, last-position pooling, text projection twice).
     #[arg(long, default_value = "hf")]
     pub preset: String,
     /// Image file; repeat together with --text for several pairs.
@@ -29,40 +36,50 @@ pub struct AttributeArgs {
     /// Caption; one per --image.
     #[arg(long)]
     pub text: Vec<String>,
-    /// A TSV file of `image<TAB>caption` lines (relative paths resolve against the file).
+    /// A TSV file of `caption<TAB>image` lines, the Conceptual Captions order (relative image
+    /// paths resolve against the file's folder).
     #[arg(long)]
     pub pairs: Option<PathBuf>,
-    /// A method name, or `all` for a Figure 1-style grid of every method.
+    /// m2ib, saliency, gradcam, chefer, rise, kernel_shap, or `all` (every method side by side).
     #[arg(long, default_value = "m2ib")]
     pub method: String,
-    /// M2IB: bottleneck layer for both modalities: a block (negative counts from the end; not the
-    /// last block) or `embeddings`. Unset settings come from the model's m2ib.toml, else the
-    /// depth rule (README).
+    /// M2IB bottleneck for both modalities: a block index (negative counts from the end; not the
+    /// last block) or `embeddings` [default: the model's m2ib.toml, else the depth rule].
     #[arg(long, allow_hyphen_values = true)]
     pub layer: Option<Layer>,
+    /// M2IB bottleneck of the image tower only (overrides --layer) [default: as --layer].
     #[arg(long, allow_hyphen_values = true)]
     pub image_layer: Option<Layer>,
+    /// M2IB bottleneck of the text tower only (overrides --layer) [default: as --layer].
     #[arg(long, allow_hyphen_values = true)]
     pub text_layer: Option<Layer>,
-    #[arg(long)]
+    /// M2IB weight of the information loss, both modalities [default: the model's m2ib.toml,
+    /// else 0.1].
+    #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
-    /// Prior standard deviation.
-    #[arg(long, conflicts_with = "var")]
+    /// M2IB prior noise standard deviation, both modalities [default: the model's m2ib.toml,
+    /// else 1].
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "var")]
     pub sigma: Option<f64>,
-    /// Prior variance (alias: sigma = sqrt(var)).
-    #[arg(long)]
+    /// M2IB prior noise variance (sigma = sqrt(var)); the paper's grid is in variance.
+    #[arg(long, allow_negative_numbers = true)]
     pub var: Option<f64>,
-    #[arg(long)]
+    /// M2IB optimisation steps [default: 10].
+    #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<usize>,
-    #[arg(long)]
+    /// M2IB noisy copies per step [default: 10].
+    #[arg(long, allow_negative_numbers = true)]
     pub copies: Option<i64>,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the seeded methods (M2IB noise, RISE masks, Kernel SHAP coalitions); pair k uses
+    /// a seed derived from it and k.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// Report malformed lines of --pairs and go on, instead of refusing the file.
     #[arg(long)]
     pub skip_bad_rows: bool,
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// `cpu`, `cuda`, `cuda:N`, `auto`, or a comma-separated list (pairs are split across them).
+    #[arg(long, visible_alias = "device", default_value = "cpu")]
+    pub devices: String,
     /// Output directory (one sub-directory per pair).
     #[arg(long)]
     pub out: PathBuf,
@@ -93,7 +110,7 @@ impl AttributeArgs {
             copies: None,
             seed: 0,
             skip_bad_rows: false,
-            device: "cpu".into(),
+            devices: "cpu".into(),
             out,
         }
     }
@@ -124,6 +141,7 @@ fn flag_table(args: &AttributeArgs) -> toml::Table {
 /// depth rule) above each method's built-in defaults; also where each setting came from.
 fn methods(
     args: &AttributeArgs,
+    model_dir: &Path,
     ck: &Checkpoint,
 ) -> anyhow::Result<Vec<(Box<dyn Attributor>, serde_json::Value)>> {
     let names: Vec<&str> = if args.method == "all" {
@@ -132,7 +150,7 @@ fn methods(
         vec![args.method.as_str()]
     };
     let defaults =
-        m2ib_runner::defaults::load(&args.model, &ck.model.config).map_err(anyhow::Error::msg)?;
+        m2ib_runner::defaults::load(model_dir, &ck.model.config).map_err(anyhow::Error::msg)?;
     names
         .into_iter()
         .map(|name| {
@@ -193,14 +211,31 @@ fn read_pairs(args: &AttributeArgs) -> anyhow::Result<Vec<(PathBuf, String)>> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let Some((img, cap)) = line.split_once('\t') else {
-                let msg = format!("{}:{}: expected `image<TAB>caption`", f.display(), n + 1);
+            let Some((cap, img)) = line.split_once('\t') else {
+                let msg = format!(
+                    "{}:{}: expected `caption<TAB>image` (the Conceptual Captions order)",
+                    f.display(),
+                    n + 1
+                );
                 if args.skip_bad_rows {
                     eprintln!("error: {msg}");
                     continue;
                 }
                 bail!(msg);
             };
+            let (cap, img) = (cap.trim(), img.trim());
+            if !base.join(img).exists() && base.join(cap).exists() {
+                let msg = format!(
+                    "{}:{}: `{cap}` is an image and `{img}` is not: the order is `caption<TAB>image`",
+                    f.display(),
+                    n + 1
+                );
+                if args.skip_bad_rows {
+                    eprintln!("error: {msg}");
+                    continue;
+                }
+                bail!(msg);
+            }
             pairs.push((base.join(img), cap.to_string()));
         }
     }
@@ -224,6 +259,12 @@ fn prepare(ck: &Checkpoint, image: &Path, caption: &str) -> anyhow::Result<Prepa
         .tokenizer
         .encode(caption)
         .with_context(|| format!("caption {caption:?}"))?;
+    if !encoded.unknown.is_empty() {
+        eprintln!(
+            "note: caption {caption:?}: not in the model's vocabulary, read as unknown: {}",
+            encoded.unknown.join(", ")
+        );
+    }
     if encoded.truncated > 0 {
         eprintln!(
             "note: caption {caption:?} truncated by {} tokens to the context length",
@@ -271,24 +312,96 @@ fn write_maps(
 }
 
 pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
-    let ck = Checkpoint::load_with(
-        &args.model,
-        device,
-        &m2ib_clip::ModelOptions::preset(&args.preset)?,
-    )
-    .with_context(|| format!("loading {}", args.model.display()))?;
-    let methods = methods(&args, &ck)?;
+    let model = crate::embed::model_dir(&args.model)?;
+    let names = m2ib_runner::devices::split_list(&args.devices);
+    let (devices, why) = m2ib_runner::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
+    if let Some(why) = why {
+        eprintln!("{why}");
+    }
     let pairs = read_pairs(&args)?;
-    let bar = ProgressBar::new((pairs.len() * methods.len()) as u64);
+    let options = m2ib_clip::ModelOptions::preset(&args.preset)?;
+    // Methods are resolved (and refused) once, on the first device, before any pair runs.
+    let first = load(&model, &devices[0], &options)?;
+    let n_methods = methods(&args, &model, &first)?.len();
+    let bar = ProgressBar::new((pairs.len() * n_methods) as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} pairs x methods  {elapsed} (eta {eta})  {msg}",
     )?);
-    if pairs.len() * methods.len() == 1 {
+    if pairs.len() * n_methods == 1 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let numbered: Vec<(usize, &(PathBuf, String))> = pairs.iter().enumerate().collect();
+    let failures = if devices.len() == 1 {
+        explain_pairs(&args, &model, &first, &numbered, &bar)?
+    } else {
+        // Pairs dealt round-robin, one worker and one model copy per device.
+        drop(first);
+        let results: Vec<anyhow::Result<usize>> = std::thread::scope(|s| {
+            let handles: Vec<_> = devices
+                .iter()
+                .enumerate()
+                .map(|(w, dev)| {
+                    let mine: Vec<(usize, &(PathBuf, String))> = numbered
+                        .iter()
+                        .filter(|(k, _)| k % devices.len() == w)
+                        .cloned()
+                        .collect();
+                    let (args, model, options, bar) = (&args, &model, &options, &bar);
+                    s.spawn(move || {
+                        let ck = load(model, dev, options)?;
+                        explain_pairs(args, model, &ck, &mine, bar)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
+                })
+                .collect()
+        });
+        let mut failures = 0;
+        for r in results {
+            failures += r?;
+        }
+        failures
+    };
+    bar.finish_and_clear();
+    println!(
+        "wrote {} of {} pairs to {}",
+        pairs.len() - failures,
+        pairs.len(),
+        args.out.display()
+    );
+    if failures > 0 {
+        bail!("{failures} pair(s) failed");
+    }
+    Ok(())
+}
+
+fn load(
+    model: &Path,
+    device: &str,
+    options: &m2ib_clip::ModelOptions,
+) -> anyhow::Result<Checkpoint> {
+    let device = m2ib_runner::devices::parse_device(device).map_err(anyhow::Error::msg)?;
+    Checkpoint::load_with(model, device, options)
+        .with_context(|| format!("loading {}", model.display()))
+}
+
+/// Explains the numbered pairs on one checkpoint; returns how many failed (each reported, the
+/// others go on).
+fn explain_pairs(
+    args: &AttributeArgs,
+    model: &Path,
+    ck: &Checkpoint,
+    pairs: &[(usize, &(PathBuf, String))],
+    bar: &ProgressBar,
+) -> anyhow::Result<usize> {
+    let methods = methods(args, model, ck)?;
     let mut failures = 0;
-    for (k, (image, caption)) in pairs.iter().enumerate() {
+    for &(k, (image, caption)) in pairs {
         let stem = image
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -314,7 +427,7 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
                     dir.clone()
                 };
                 std::fs::create_dir_all(&sub)?;
-                let meta = json!({"method": m.name(), "image": image, "caption": caption, "model": args.model, "seed": seed,
+                let meta = json!({"method": m.name(), "image": image, "caption": caption, "model": model, "seed": seed,
                     "settings_sources": sources, "settings_default": "keys not listed take the method's built-in default"});
                 let (image_norm, text_norm) = write_maps(&sub, &a, &p, meta)?;
                 let map = Vec::<f32>::try_from(image_norm.flatten(0, -1))?;
@@ -364,18 +477,9 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
         if let Err(e) = result {
             // One bad pair does not stop the others.
             failures += 1;
-            bar.suspend(|| eprintln!("error: pair {k} ({}): {e:#}", image.display()));
+            let e = crate::one_line(&e);
+            bar.suspend(|| eprintln!("error: pair {} ({}): {e}", k + 1, image.display()));
         }
     }
-    bar.finish_and_clear();
-    println!(
-        "wrote {} of {} pairs to {}",
-        pairs.len() - failures,
-        pairs.len(),
-        args.out.display()
-    );
-    if failures > 0 {
-        bail!("{failures} pair(s) failed");
-    }
-    Ok(())
+    Ok(failures)
 }

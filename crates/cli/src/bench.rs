@@ -12,22 +12,28 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 #[derive(Args)]
+#[command(after_help = "Example:
+  m2ib bench m2ib --python \"$(scripts/python/setup_venv.sh)\"   # Rust vs the PyTorch reference, one run")]
 pub struct BenchArgs {
     /// What to benchmark (only `m2ib` so far).
     pub target: String,
-    #[arg(long, default_value_t = 2)]
+    /// Intra-op threads, for both Rust and the Python reference.
+    #[arg(allow_negative_numbers = true, long, default_value_t = 2)]
     pub threads: i32,
     /// Timed runs after one warm-up (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 3)]
     pub runs: usize,
-    #[arg(long, default_value_t = 8)]
+    /// Pairs per batch for the batched timing.
+    #[arg(allow_negative_numbers = true, long, default_value_t = 8)]
     pub batch: usize,
     /// Python with torch + transformers (scripts/python/setup_venv.sh); omit to skip the reference.
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Where the JSON and Markdown results go.
     #[arg(long, default_value = "reports/bench")]
     pub out: PathBuf,
-    #[arg(long, default_value = "cpu")]
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long, visible_alias = "devices", default_value = "cpu")]
     pub device: String,
 }
 
@@ -51,7 +57,7 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let device = crate::embed::parse_device(&args.device)?;
+    let device = crate::embed::one_device(&args.device)?;
     tch::set_num_threads(args.threads);
     let model = ClipModel::new(ClipConfig::vit_b32(), device);
     let steps = randomization_steps(&model);

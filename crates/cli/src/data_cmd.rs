@@ -15,13 +15,19 @@ pub enum DataCommand {
 }
 
 #[derive(Args)]
+#[command(after_help = "Example:
+  m2ib data shapes --out scenes --n 4 --absent   # scenes/shapes-test-000000.png ... and boxes.csv")]
 pub struct ShapesArgs {
+    /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, default_value_t = 100)]
+    /// Number of scenes.
+    #[arg(allow_negative_numbers = true, long, default_value_t = 100)]
     pub n: u64,
-    #[arg(long, default_value_t = 0)]
+    /// Scene seed (scene i of a split and seed is always the same picture).
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0)]
     pub seed: u64,
+    /// `train`, `tune` or `test`.
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Captions also name one absent object (text ground truth).
@@ -30,16 +36,23 @@ pub struct ShapesArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = "Example:
+  m2ib data fetch-cc --tsv Validation_GCC-1.1.0-Validation.tsv --root cc-images")]
 pub struct FetchArgs {
+    /// A Conceptual Captions TSV (`caption<TAB>url` lines).
     #[arg(long)]
     pub tsv: PathBuf,
+    /// Where the images go (<root>/<sha1(url)>.<ext>; present files are skipped).
     #[arg(long)]
     pub root: PathBuf,
-    #[arg(long, default_value_t = 16)]
+    /// Downloads at once.
+    #[arg(allow_negative_numbers = true, long, default_value_t = 16)]
     pub concurrency: usize,
-    #[arg(long, default_value_t = 2)]
+    /// Retries per URL.
+    #[arg(allow_negative_numbers = true, long, default_value_t = 2)]
     pub retries: usize,
-    #[arg(long, default_value_t = 20)]
+    /// Timeout per request, in seconds.
+    #[arg(allow_negative_numbers = true, long, default_value_t = 20)]
     pub timeout_s: u64,
 }
 

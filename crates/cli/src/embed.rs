@@ -5,37 +5,69 @@ use m2ib_clip::{cosine, Checkpoint};
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(after_help = "Examples:
+  m2ib embed --model tiny-shapes --image scene.png --text \"a red circle\"
+  m2ib embed --model DIR --image dog.jpg --text \"a dog\" --json   # both embeddings too")]
 pub struct EmbedArgs {
-    /// Hugging Face CLIP checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    /// Checkpoint: a Hugging Face CLIP directory (config.json, model.safetensors,
+    /// tokenizer.json) or `tiny-shapes`, the embedded default.
     #[arg(long)]
     pub model: PathBuf,
-    /// Model options preset: `hf` (default) or `cxr-repair-compat` (the official M2IB wrapper:
-    /// no text causal mask, last-position pooling, text projection twice).
+    /// Model options preset: `hf` or `cxr-repair-compat` (the official M2IB wrapper: no text
+    /// causal mask, last-position pooling, text projection twice).
     #[arg(long, default_value = "hf")]
     pub preset: String,
+    /// Image file (PNG or JPEG).
     #[arg(long)]
     pub image: PathBuf,
+    /// Caption.
     #[arg(long)]
     pub text: String,
     /// Print JSON with both embeddings.
     #[arg(long)]
     pub json: bool,
-    /// `cpu`, `cuda`, `cuda:N`.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (one pair: one device).
+    #[arg(long, visible_alias = "device", default_value = "cpu")]
+    pub devices: String,
 }
 
-pub use m2ib_runner::run::parse_device;
+/// One device for a command that runs on one: `auto` is the first GPU if any, else the CPU.
+pub fn one_device(spec: &str) -> anyhow::Result<tch::Device> {
+    let names = m2ib_runner::devices::split_list(spec);
+    let (names, why) = m2ib_runner::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
+    if let Some(why) = why {
+        eprintln!("{why}; using {}", names[0]);
+    }
+    anyhow::ensure!(
+        names.len() == 1 || spec == "auto",
+        "--devices {spec}: this command runs on one device"
+    );
+    m2ib_runner::devices::parse_device(&names[0]).map_err(anyhow::Error::msg)
+}
+
+/// `--model`: a folder, or the embedded default's name.
+pub fn model_dir(given: &std::path::Path) -> anyhow::Result<PathBuf> {
+    m2ib_runner::bundled::locate(given, std::path::Path::new("")).map_err(anyhow::Error::msg)
+}
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
-    let device = parse_device(&args.device)?;
+    let device = one_device(&args.devices)?;
+    let model = model_dir(&args.model)?;
     let ck = Checkpoint::load_with(
-        &args.model,
+        &model,
         device,
         &m2ib_clip::ModelOptions::preset(&args.preset)?,
     )
-    .with_context(|| format!("loading {}", args.model.display()))?;
+    .with_context(|| format!("loading {}", model.display()))?;
     let pixels = ck.image(&args.image)?;
+    if let Ok(e) = ck.tokenizer.encode(&args.text) {
+        if !e.unknown.is_empty() {
+            eprintln!(
+                "note: not in the model's vocabulary, read as unknown: {}",
+                e.unknown.join(", ")
+            );
+        }
+    }
     let text = ck
         .caption(&args.text)
         .with_context(|| format!("caption {:?}", args.text))?;

@@ -8,11 +8,13 @@ use m2ib_runner::run::{run, RunOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
+#[command(after_help = "Example:
+  m2ib baseline smoke --seeds 0 1 2   # rewrites reports/baselines/smoke.csv (intended score changes only)")]
 pub struct BaselineArgs {
     /// Experiment name (experiments/<name>.toml) or file.
     pub experiment: String,
     /// Method seeds; the first must be the experiment's own (it is what the guard reruns).
-    #[arg(long, num_args = 1.., default_values_t = [0u64, 1, 2])]
+    #[arg(allow_negative_numbers = true, long, num_args = 1.., default_values_t = [0u64, 1, 2])]
     pub seeds: Vec<u64>,
     /// Where the per-seed runs go (kept, so a rerun resumes).
     #[arg(long)]
@@ -23,7 +25,10 @@ pub struct BaselineArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = "Example:
+  m2ib guard smoke   # exit code 1 and a table of drifted cells when a score moved")]
 pub struct GuardArgs {
+    /// Experiment name (experiments/<name>.toml) or file.
     pub experiment: String,
     /// Default reports/baselines/<name>.csv.
     #[arg(long)]

@@ -50,8 +50,47 @@ enum Command {
     Guard(guard_cmd::GuardArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The cause chain as one sentence: `a: b: c`, leaving out a cause whose text its parent already
+/// carries (io errors are often wrapped by a message that quotes them).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || out.contains(text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(text);
+    }
+    out
+}
+
+/// `m2ib run X --dry-run | head`: the reader going away ends the program quietly, as for any
+/// Unix filter, instead of a panic in println!.
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(args),
         Command::Bench(args) => bench::run(args),

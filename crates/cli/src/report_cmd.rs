@@ -9,6 +9,9 @@ use m2ib_runner::run::{run, RunOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
+#[command(after_help = "Examples:
+  m2ib report table1                  # reports/table1: table.md, table.csv, figures/, index.html
+  m2ib report table2_grid --select drop,increase,intervention --top 3")]
 pub struct ReportArgs {
     /// A run directory (reports/<name>) or an experiment name.
     pub run: String,
@@ -20,10 +23,15 @@ pub struct ReportArgs {
     pub select: Option<String>,
     /// Write the best N settings per modality as candidates `[methods.m2ib-c1]`...
     /// (<selected-dir>/<model>-candidates.toml) for a second tune draw to re-score.
-    #[arg(long, default_value_t = 1)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 1)]
     pub top: usize,
+    /// Where --select writes.
     #[arg(long, default_value = "experiments/selected")]
     pub selected_dir: PathBuf,
+    /// Report even when jobs of the run have no results yet (rows with missing jobs are marked
+    /// `(incomplete)` and the missing jobs listed above the table).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 pub fn run_dir(s: &str) -> PathBuf {
@@ -35,8 +43,58 @@ pub fn run_dir(s: &str) -> PathBuf {
     }
 }
 
+/// The jobs of `dir` (jobs.json, every shard's) that have no result part yet: an error naming
+/// them, or with `allow_partial` a Markdown note and the labels whose rows are incomplete.
+fn missing(
+    dir: &Path,
+    allow_partial: bool,
+) -> anyhow::Result<(String, std::collections::BTreeSet<String>)> {
+    let missing = m2ib_runner::store::missing_jobs(dir)?;
+    if missing.is_empty() {
+        return Ok((String::new(), Default::default()));
+    }
+    let total = m2ib_runner::store::read_jobs(dir)?
+        .unwrap_or_default()
+        .iter()
+        .filter(|j| j.writes_results())
+        .count();
+    let mut listed: Vec<String> = missing
+        .iter()
+        .take(12)
+        .map(|j| {
+            format!(
+                "{} {} repeat {} chunk {}",
+                j.kind, j.label, j.repeat, j.chunk
+            )
+        })
+        .collect();
+    if missing.len() > listed.len() {
+        listed.push(format!("and {} more", missing.len() - listed.len()));
+    }
+    let summary = format!(
+        "{}: {} of {total} jobs have no results yet ({}): another shard's, still running, killed or failed",
+        dir.display(),
+        missing.len(),
+        listed.join("; ")
+    );
+    anyhow::ensure!(
+        allow_partial,
+        "{summary}; run `m2ib run` on the experiment again (or merge the other shards' folders), or pass --allow-partial"
+    );
+    eprintln!("warning: {summary}");
+    let labels = missing.iter().map(|j| j.label.clone()).collect();
+    Ok((
+        format!("**Incomplete run**: {summary}. Rows marked `(incomplete)` lack some of their jobs.\n\n"),
+        labels,
+    ))
+}
+
 /// Writes the report of a run directory; returns Table 1 as Markdown and the results it read.
-pub fn report(dir: &Path) -> anyhow::Result<(String, polars::prelude::DataFrame)> {
+pub fn report(
+    dir: &Path,
+    allow_partial: bool,
+) -> anyhow::Result<(String, polars::prelude::DataFrame)> {
+    let (note, incomplete) = missing(dir, allow_partial)?;
     let (df, stale) = m2ib_runner::store::read_current(dir)
         .with_context(|| format!("reading {}/results", dir.display()))?;
     if stale > 0 {
@@ -50,8 +108,22 @@ pub fn report(dir: &Path) -> anyhow::Result<(String, polars::prelude::DataFrame)
         "{}: no results (run the experiment first)",
         dir.display()
     );
-    let t = table(&df)?;
+    let mut t = table(&df)?;
+    if !incomplete.is_empty() {
+        t = t
+            .into_iter()
+            .map(|((label, params), row)| {
+                let label = if incomplete.contains(&label) {
+                    format!("{label} (incomplete)")
+                } else {
+                    label
+                };
+                ((label, params), row)
+            })
+            .collect();
+    }
     let (md, csv) = render(&t);
+    let md = note + &md;
     let mut sections = vec![];
     if !t.is_empty() {
         std::fs::write(dir.join("table.md"), &md)?;
@@ -145,7 +217,7 @@ fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result
 
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
     let dir = run_dir(&a.run);
-    let (md, df) = report(&dir)?;
+    let (md, df) = report(&dir, a.allow_partial)?;
     println!("{md}");
     println!(
         "wrote {}/table.md, table.csv, figures/, index.html",
@@ -237,19 +309,40 @@ fn gallery(exp: &m2ib_runner::experiment::Experiment, dir: &Path) -> anyhow::Res
 }
 
 #[derive(Args)]
+#[command(after_help = "Examples:
+  m2ib reproduce table1                       # experiments/table1.toml -> reports/table1
+  m2ib reproduce experiments/smoke.toml --devices auto")]
 pub struct ReproduceArgs {
-    /// table1 (experiments/table1.toml).
+    /// An experiment name (experiments/<name>.toml) or a TOML file.
     pub experiment: String,
+    /// Devices, overriding the TOML's `devices`: `cpu`, `auto`, `cuda:N`, or a comma-separated
+    /// list [default: the TOML's].
+    #[arg(long, visible_alias = "device")]
+    pub devices: Option<String>,
+    /// No progress bars (CI logs).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub fn reproduce_cmd(a: ReproduceArgs) -> anyhow::Result<()> {
-    let file = PathBuf::from("experiments").join(format!("{}.toml", a.experiment));
-    anyhow::ensure!(file.exists(), "{} does not exist", file.display());
+    let file = crate::guard_cmd::experiment_file(&a.experiment);
+    anyhow::ensure!(
+        file.is_file(),
+        "{} does not exist (give a name in experiments/ or a TOML file)",
+        file.display()
+    );
     let t0 = std::time::Instant::now();
-    let s = run(&file, &RunOptions::default())?;
+    let s = run(
+        &file,
+        &RunOptions {
+            quiet: a.quiet,
+            devices: a.devices.as_deref().map(m2ib_runner::devices::split_list),
+            ..RunOptions::default()
+        },
+    )?;
     let (exp, _) = m2ib_runner::experiment::Experiment::load(&file)?;
     gallery(&exp, &s.out)?;
-    let (md, _) = report(&s.out)?;
+    let (md, _) = report(&s.out, false)?;
     println!("{md}");
     println!(
         "{}: {} jobs ({} already done) in {:.0}s; see {}/index.html",

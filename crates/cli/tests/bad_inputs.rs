@@ -247,8 +247,9 @@ fn a_multi_pair_run_finishes_the_good_pairs() {
     let d = tmp();
     std::fs::write(d.join("empty.png"), b"").unwrap();
     let img = golden().join("images/tall_300x451.jpg");
+    // `caption<TAB>image`, the Conceptual Captions order.
     let tsv = format!(
-        "{}\ta red circle\nempty.png\ta blue square\nmissing.png\ta green star\n{}\t   \n{}\tthe white ring\nno tab here\n",
+        "a red circle\t{}\na blue square\tempty.png\na green star\tmissing.png\n   \t{}\nthe white ring\t{}\nno tab here\n",
         img.display(),
         img.display(),
         golden().join("images/small_97x61.png").display()
@@ -269,7 +270,7 @@ fn a_multi_pair_run_finishes_the_good_pairs() {
         "failures are reported in the exit code"
     );
     assert!(
-        stderr.contains("pairs.tsv:6: expected `image<TAB>caption`"),
+        stderr.contains("pairs.tsv:6: expected `caption<TAB>image`"),
         "{stderr}"
     );
     let _ = stderr;

@@ -52,6 +52,8 @@ pub struct Encoded {
     pub tokens: Vec<String>,
     /// Tokens dropped to fit the context length.
     pub truncated: usize,
+    /// Words of the caption the vocabulary does not have (encoded as its unknown token).
+    pub unknown: Vec<String>,
 }
 
 pub struct ClipTokenizer {
@@ -66,6 +68,7 @@ pub struct ClipTokenizer {
 const END_TOKENS: [&str; 5] = ["<|endoftext|>", "</s>", "[SEP]", "[EOS]", "<eos>"];
 const START_TOKENS: [&str; 4] = ["<|startoftext|>", "<s>", "[CLS]", "[BOS]"];
 const PAD_TOKENS: [&str; 2] = ["<pad>", "[PAD]"];
+const UNKNOWN_TOKENS: [&str; 3] = ["[UNK]", "<unk>", "<|unk|>"];
 
 impl ClipTokenizer {
     /// Special ids come from tokenizer.json first, the config second (the openai configs carry
@@ -136,6 +139,16 @@ impl ClipTokenizer {
             })?;
         let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         let mut tokens: Vec<String> = enc.get_tokens().to_vec();
+        let mut unknown: Vec<String> = vec![];
+        for (t, &(a, b)) in tokens.iter().zip(enc.get_offsets()) {
+            let word = caption.get(a..b).unwrap_or_default();
+            if UNKNOWN_TOKENS.contains(&t.as_str())
+                && !word.is_empty()
+                && !unknown.iter().any(|u| u == word)
+            {
+                unknown.push(word.to_string());
+            }
+        }
         let mut truncated = 0;
         if ids.len() > self.context_length {
             truncated = ids.len() - self.context_length;
@@ -151,6 +164,7 @@ impl ClipTokenizer {
             ids,
             tokens,
             truncated,
+            unknown,
         })
     }
 

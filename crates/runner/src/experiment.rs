@@ -108,6 +108,22 @@ pub struct DatasetSpec {
     pub file: Option<PathBuf>,
     /// mscxr / cc: where the images are.
     pub image_root: Option<PathBuf>,
+    /// The experiment file's folder: `file` and `image_root` resolve against it (see `resolve`).
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+impl DatasetSpec {
+    /// A path of this table as the readers open it: beside the experiment file (as Cargo resolves
+    /// paths), else as written relative to the working directory (older experiments).
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        let beside = self.base.join(p);
+        if beside.exists() || !p.exists() {
+            beside
+        } else {
+            p.to_path_buf()
+        }
+    }
 }
 
 fn test_split() -> String {
@@ -338,7 +354,15 @@ impl Experiment {
             line: 0,
             message: e.to_string(),
         })?;
-        let exp = Experiment::parse(&source, &path.display().to_string())?;
+        let mut exp = Experiment::parse(&source, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        exp.model.path =
+            crate::bundled::locate(&exp.model.path, &base).map_err(|message| ExperimentError {
+                file: path.display().to_string(),
+                line: line_of(&source, "model", "path"),
+                message: format!("`model.path`: {message}"),
+            })?;
+        exp.dataset.base = base;
         Ok((exp, source))
     }
 
@@ -670,18 +694,10 @@ impl Experiment {
         }
     }
 
-    /// Device names to run on.
-    pub fn device_list(&self) -> Result<Vec<String>, String> {
-        match &self.devices {
-            toml::Value::String(s) if s == "cpu" => Ok(vec!["cpu".into(); self.workers]),
-            toml::Value::String(s) if s == "auto" => {
-                let n = tch::Cuda::device_count();
-                Ok(if n > 0 {
-                    (0..n).map(|i| format!("cuda:{i}")).collect()
-                } else {
-                    vec!["cpu".into(); self.workers]
-                })
-            }
+    /// Device names to run on (one per worker) and, for `auto`, what it chose and why.
+    pub fn device_list(&self) -> Result<(Vec<String>, Option<String>), String> {
+        let names = match &self.devices {
+            toml::Value::String(s) => crate::devices::split_list(s),
             toml::Value::Array(a) => a
                 .iter()
                 .map(|v| {
@@ -689,11 +705,14 @@ impl Experiment {
                         .map(str::to_string)
                         .ok_or_else(|| "`devices` entries must be strings".to_string())
                 })
-                .collect(),
-            other => Err(format!(
-                "`devices` = {other}; allowed: \"cpu\", \"auto\", [\"cuda:0\", ...]"
-            )),
-        }
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(format!(
+                    "`devices` = {other}; allowed: \"cpu\", \"auto\", [\"cuda:0\", ...]"
+                ))
+            }
+        };
+        crate::devices::resolve(&names, self.workers)
     }
 }
 

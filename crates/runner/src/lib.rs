@@ -1,8 +1,10 @@
 //! m2ib-runner: experiment TOML -> jobs -> a worker pool -> Parquet parts (DESIGN.md "Runner and
 //! results"), plus the embedded default's training (`tiny`).
 
+pub mod bundled;
 pub mod defaults;
 pub mod dependent;
+pub mod devices;
 pub mod experiment;
 pub mod explain;
 pub mod jobs;

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Replaces the experiment's `seed` (the method seeds; `m2ib baseline` uses it).
     pub seed: Option<u64>,
+    /// Replaces the experiment's `devices` (`--devices`): names, `cpu` or `auto`.
+    pub devices: Option<Vec<String>>,
 }
 
 pub struct RunSummary {
@@ -33,15 +35,9 @@ pub struct RunSummary {
     pub failed_samples: usize,
 }
 
+/// One device name as a `tch::Device` (see `devices::parse_device`).
 pub fn parse_device(s: &str) -> anyhow::Result<Device> {
-    Ok(match s {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::Cuda(n),
-            None => anyhow::bail!("unknown device `{s}` (cpu, cuda, cuda:N)"),
-        },
-    })
+    crate::devices::parse_device(s).map_err(anyhow::Error::msg)
 }
 
 /// Checks every layer of every cell against the model's depth, naming the key's line.
@@ -290,7 +286,14 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         .filter(|j| !is_finished(&out, j))
         .cloned()
         .collect();
-    let devices = exp.device_list().map_err(anyhow::Error::msg)?;
+    let (devices, why) = match &opts.devices {
+        Some(names) => crate::devices::resolve(names, exp.workers),
+        None => exp.device_list(),
+    }
+    .map_err(|e| anyhow::anyhow!("{}: devices: {e}", path.display()))?;
+    if let Some(why) = why {
+        eprintln!("{why}");
+    }
     if opts.dry_run {
         let explain = all.iter().filter(|j| j.kind == JobKind::Explain).count();
         println!(
@@ -323,8 +326,20 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         });
     }
     std::fs::create_dir_all(&out)?;
-    let ids: Vec<&str> = all.iter().map(|j| j.id.as_str()).collect();
-    std::fs::write(crate::store::jobs_path(&out), serde_json::to_string(&ids)?)?;
+    let listed_jobs: Vec<crate::store::JobEntry> = all
+        .iter()
+        .map(|j| crate::store::JobEntry {
+            id: j.id.clone(),
+            kind: j.kind.name().to_string(),
+            label: j.cell.name().to_string(),
+            repeat: j.repeat,
+            chunk: j.chunk,
+        })
+        .collect();
+    std::fs::write(
+        crate::store::jobs_path(&out),
+        serde_json::to_string(&listed_jobs)?,
+    )?;
     let git = git_revision();
     std::fs::write(
         out.join("run.json"),

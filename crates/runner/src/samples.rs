@@ -57,14 +57,22 @@ pub fn list(d: &DatasetSpec, subset_seed: u64) -> Result<Vec<Listed>, String> {
                 .collect())
         }
         reader => {
-            let file = d
+            let written = d
                 .file
                 .clone()
                 .ok_or_else(|| format!("`dataset.file` is required for reader {reader}"))?;
-            let root = d
-                .image_root
-                .clone()
-                .unwrap_or_else(|| file.parent().map(|p| p.to_path_buf()).unwrap_or_default());
+            let file = d.resolve(&written);
+            if !file.is_file() {
+                return Err(format!(
+                    "`dataset.file` = {:?}: no such file at {} (paths in an experiment resolve against its own folder)",
+                    written.display(),
+                    file.display()
+                ));
+            }
+            let root = match &d.image_root {
+                Some(r) => d.resolve(r),
+                None => file.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+            };
             let rows = if reader == "mscxr" {
                 mscxr::read(&file, &root)
             } else {

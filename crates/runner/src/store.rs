@@ -50,6 +50,16 @@ pub fn is_done(out: &Path, job_id: &str) -> bool {
     part_path(out, job_id).exists()
 }
 
+/// A writer whose Parquet older readers open. polars describes strings as Arrow's string_view in
+/// the file's `ARROW:schema` key, which pyarrow before 15 rejects (`Unrecognized type: 24`); the
+/// column data is plain UTF-8 byte arrays either way, so the key is replaced by the same schema at
+/// the oldest compatibility level (large UTF-8), which every reader knows.
+fn compatible_writer<W: std::io::Write>(w: W, df: &DataFrame) -> ParquetWriter<W> {
+    let arrow = df.schema().to_arrow(CompatLevel::oldest());
+    let key = polars_parquet::write::schema_to_metadata_key(&arrow);
+    ParquetWriter::new(w).with_key_value_metadata(Some(KeyValueMetadata::Static(vec![key])))
+}
+
 pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     macro_rules! col {
         ($name:expr, $f:expr) => {
@@ -117,7 +127,7 @@ pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
     let tmp = temp_beside(&part_path(out, job_id));
     {
         let mut f = std::fs::File::create(&tmp)?;
-        ParquetWriter::new(&mut f).finish(&mut df)?;
+        compatible_writer(&mut f, &df).finish(&mut df)?;
         // On disk before the rename makes it visible (a crash leaves no empty part).
         f.sync_all()?;
     }
@@ -180,9 +190,64 @@ fn conform(mut df: DataFrame) -> PolarsResult<DataFrame> {
     Ok(df)
 }
 
-/// `jobs.json`: the job ids of the experiment as last run into `out` (every shard's).
+/// `jobs.json`: the jobs of the experiment as last run into `out` (every shard's).
 pub fn jobs_path(out: &Path) -> PathBuf {
     out.join("jobs.json")
+}
+
+/// One entry of `jobs.json` (runs before this format wrote bare ids; those read with kind "?").
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobEntry {
+    pub id: String,
+    pub kind: String,
+    pub label: String,
+    pub repeat: usize,
+    pub chunk: usize,
+}
+
+impl JobEntry {
+    /// Jobs that write a result part (the others cache maps or clean losses for them).
+    pub fn writes_results(&self) -> bool {
+        !matches!(self.kind.as_str(), "roar-maps" | "roar-clean")
+    }
+}
+
+/// The jobs listed in `out/jobs.json`, or None when the folder has none.
+pub fn read_jobs(out: &Path) -> PolarsResult<Option<Vec<JobEntry>>> {
+    let Ok(text) = std::fs::read_to_string(jobs_path(out)) else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Listed {
+        Entries(Vec<JobEntry>),
+        Ids(Vec<String>),
+    }
+    let listed: Listed = serde_json::from_str(&text)
+        .map_err(|e| polars_err!(ComputeError: "{}: {e}", jobs_path(out).display()))?;
+    Ok(Some(match listed {
+        Listed::Entries(e) => e,
+        Listed::Ids(ids) => ids
+            .into_iter()
+            .map(|id| JobEntry {
+                id,
+                kind: "?".into(),
+                label: "?".into(),
+                repeat: 0,
+                chunk: 0,
+            })
+            .collect(),
+    }))
+}
+
+/// The listed jobs that should have written a result part and have not (another shard's, or
+/// killed, or failed as a whole).
+pub fn missing_jobs(out: &Path) -> PolarsResult<Vec<JobEntry>> {
+    Ok(read_jobs(out)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|j| j.writes_results() && !is_done(out, &j.id))
+        .collect())
 }
 
 /// The parts of the experiment's current jobs only: after the TOML changed, parts of jobs that
@@ -190,11 +255,10 @@ pub fn jobs_path(out: &Path) -> PathBuf {
 /// frame and the number of rows left out.
 pub fn read_current(out: &Path) -> PolarsResult<(DataFrame, usize)> {
     let df = read_all(&[out.to_path_buf()])?;
-    let Ok(text) = std::fs::read_to_string(jobs_path(out)) else {
+    let Some(jobs) = read_jobs(out)? else {
         return Ok((df, 0));
     };
-    let ids: std::collections::HashSet<String> = serde_json::from_str(&text)
-        .map_err(|e| polars_err!(ComputeError: "{}: {e}", jobs_path(out).display()))?;
+    let ids: std::collections::HashSet<String> = jobs.into_iter().map(|j| j.id).collect();
     let mask: BooleanChunked = df
         .column("job_id")?
         .str()?
@@ -207,10 +271,16 @@ pub fn read_current(out: &Path) -> PolarsResult<(DataFrame, usize)> {
 }
 
 /// `m2ib merge`: all parts of the given run directories into one Parquet file.
+/// Fails, writing nothing, when the folders hold no rows.
 pub fn merge(dirs: &[PathBuf], out_file: &Path) -> PolarsResult<usize> {
     let mut df = read_all(dirs)?;
+    if df.height() == 0 {
+        return Err(PolarsError::NoData(
+            format!("no result rows in {dirs:?}: nothing merged").into(),
+        ));
+    }
     let tmp = temp_beside(out_file);
-    ParquetWriter::new(std::fs::File::create(&tmp)?).finish(&mut df)?;
+    compatible_writer(std::fs::File::create(&tmp)?, &df).finish(&mut df)?;
     std::fs::rename(&tmp, out_file)?;
     Ok(df.height())
 }

@@ -38,6 +38,7 @@ fn oracle_beats_random_beats_inverted_oracle_on_confidence_drop() {
         absent: false,
         file: None,
         image_root: None,
+        base: Default::default(),
     };
     let kinds = [Map::Oracle, Map::Random, Map::Inverted];
     let mut image_drop = [0.0f64; 3];
