@@ -11,6 +11,9 @@ use std::path::PathBuf;
   m2ib run experiments/table1.toml --devices cuda:0,cuda:1
   m2ib run experiments/table1.toml --shard 0/4    # one of four slices (see `m2ib slurm`)
 
+Several processes (or nodes sharing the folder) may run the same experiment into one folder:
+each job is claimed (<out>/claims/) and done once; <out>/claims/ran.log says who ran what.
+
 Paths in the TOML resolve against the TOML's own folder.")]
 pub struct RunArgs {
     /// The experiment file, e.g. experiments/table1.toml.
@@ -31,6 +34,10 @@ pub struct RunArgs {
     /// list (one worker and one model copy each) [default: the TOML's].
     #[arg(long, visible_alias = "device")]
     pub devices: Option<String>,
+    /// Seconds after which another process's claim on a job, with no heartbeat, counts as dead
+    /// and is taken over (a dead process on this machine is noticed at once).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 120.0)]
+    pub claim_timeout: f64,
 }
 
 pub fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
@@ -49,11 +56,20 @@ pub fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             quiet: a.quiet,
             seed: None,
             devices: a.devices.as_deref().map(m2ib_runner::devices::split_list),
+            claim_timeout: Some(
+                std::time::Duration::try_from_secs_f64(a.claim_timeout)
+                    .map_err(|e| anyhow::anyhow!("--claim-timeout {}: {e}", a.claim_timeout))?,
+            ),
         },
     )?;
     if !a.dry_run {
+        let others = if s.by_others > 0 {
+            format!(", {} by other processes sharing the folder", s.by_others)
+        } else {
+            String::new()
+        };
         println!(
-            "{}: {} jobs, {} already done, {} run, {} samples failed (see the `error` column)",
+            "{}: {} jobs, {} already done, {} run here{others}, {} samples failed (see the `error` column)",
             s.out.display(),
             s.total,
             s.skipped,

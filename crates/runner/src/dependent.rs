@@ -151,18 +151,35 @@ pub fn roar_job(
     for dep in &job.deps {
         match dep.kind {
             JobKind::RoarMaps => {
+                // Another process may be computing it: wait for it rather than do it twice.
+                let claim = ctx.claims.claim_when_missing(&dep.id, || {
+                    crate::explain::maps_path(ctx.out, &dep.id).exists()
+                })?;
                 let chunk = prepare_chunk(ctx.exp, ck, dep, listed);
                 if chunk.prepared.is_empty() {
                     continue;
                 }
                 let batch = batch_of(ck, &chunk.prepared);
-                match maps_of(ctx.out, ck, dep, &method, &chunk, &batch)? {
+                let maps = maps_of(ctx.out, ck, dep, &method, &chunk, &batch)?;
+                if claim.is_some() {
+                    ctx.claims.record(&dep.id, "roar-maps (on the spot)")?;
+                }
+                drop(claim);
+                match maps {
                     Ok(a) => atts.extend(a),
                     Err(e) => return Ok(fail(format!("explaining the training pairs: {e}"))),
                 }
                 prepared.extend(chunk.prepared);
             }
-            JobKind::RoarClean => clean = Some(clean_losses(ctx, ck, dep)?),
+            JobKind::RoarClean => {
+                let claim = ctx
+                    .claims
+                    .claim_when_missing(&dep.id, || is_clean_done(ctx.out, &dep.id))?;
+                clean = Some(clean_losses(ctx, ck, dep)?);
+                if claim.is_some() {
+                    ctx.claims.record(&dep.id, "roar-clean (on the spot)")?;
+                }
+            }
             _ => {}
         }
     }
@@ -287,7 +304,12 @@ pub fn sanity_job(
         return Ok(rows);
     }
     let batch = batch_of(ck, &chunk.prepared);
-    let original = match maps_of(ctx.out, ck, dep, &source, &chunk, &batch)? {
+    let claim = ctx.claims.claim_when_missing(&dep.id, || {
+        crate::explain::maps_path(ctx.out, &dep.id).exists()
+    })?;
+    let original = maps_of(ctx.out, ck, dep, &source, &chunk, &batch)?;
+    drop(claim);
+    let original = match original {
         Ok(a) => a,
         Err(e) => {
             for (p, s) in &chunk.prepared {

@@ -2,6 +2,7 @@
 //! results"), plus the embedded default's training (`tiny`).
 
 pub mod bundled;
+pub mod claims;
 pub mod defaults;
 pub mod dependent;
 pub mod devices;

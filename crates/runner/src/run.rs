@@ -25,13 +25,18 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Replaces the experiment's `devices` (`--devices`): names, `cpu` or `auto`.
     pub devices: Option<Vec<String>>,
+    /// A claim whose heartbeat is older than this is taken over (`claims::DEFAULT_STALE`).
+    pub claim_timeout: Option<std::time::Duration>,
 }
 
 pub struct RunSummary {
     pub out: PathBuf,
     pub total: usize,
     pub skipped: usize,
+    /// Jobs this process ran.
     pub ran: usize,
+    /// Jobs another process sharing the folder finished while this one ran.
+    pub by_others: usize,
     pub failed_samples: usize,
 }
 
@@ -133,6 +138,8 @@ pub struct RunContext<'a> {
     pub roar_listed: Vec<Vec<Listed>>,
     /// ROAR+'s fixed validation pairs (`val_n`), the same for every repeat; empty without.
     pub roar_val: Vec<Listed>,
+    /// Who runs which job, when several processes share `out`.
+    pub claims: &'a crate::claims::Claims,
 }
 
 /// Whether a job's output exists (a rerun skips it).
@@ -322,6 +329,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             total: mine.len(),
             skipped: mine.len() - todo.len(),
             ran: 0,
+            by_others: 0,
             failed_samples: 0,
         });
     }
@@ -336,13 +344,25 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             chunk: j.chunk,
         })
         .collect();
-    std::fs::write(
-        crate::store::jobs_path(&out),
-        serde_json::to_string(&listed_jobs)?,
+    // Atomic: another process on this folder may be writing the same file.
+    crate::store::write_atomic(
+        &crate::store::jobs_path(&out),
+        serde_json::to_string(&listed_jobs)?.as_bytes(),
     )?;
+    let claims = crate::claims::Claims::new(
+        &out,
+        opts.claim_timeout.unwrap_or(crate::claims::DEFAULT_STALE),
+    )?;
+    let swept = claims.sweep_temps(&[out.join("results"), out.join("maps")]);
+    if swept > 0 {
+        eprintln!(
+            "{}: removed {swept} temp file(s) a killed run left",
+            out.display()
+        );
+    }
     let git = git_revision();
-    std::fs::write(
-        out.join("run.json"),
+    crate::store::write_atomic(
+        &out.join("run.json"),
         serde_json::to_string_pretty(&json!({
             "experiment_file": file, "experiment": source, "git_revision": git, "tool_version": env!("CARGO_PKG_VERSION"),
             "devices": devices, "weights_hash": weights, "shard": opts.shard.map(|s| format!("{}/{}", s.0, s.1)),
@@ -354,7 +374,8 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             "selected_settings": exp.include.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
             "model_defaults": defaults.origin, "settings_sources": settings_sources,
             "resolved_methods": exp.methods,
-        }))?,
+        }))?
+        .as_bytes(),
     )?;
     // Samples per repeat, listed once.
     let listed: Vec<Vec<Listed>> = (0..exp.repeats)
@@ -420,13 +441,33 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         listed,
         roar_listed,
         roar_val,
+        claims: &claims,
     };
     let threads = exp.threads_per_worker;
     if devices.iter().all(|d| d == "cpu") {
         tch::set_num_threads(threads);
     }
     let errors: Mutex<Vec<String>> = Mutex::new(vec![]);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let workers_left = std::sync::atomic::AtomicUsize::new(devices.len());
+    let ran_here = std::sync::atomic::AtomicUsize::new(0);
+    let ran_here_ref = &ran_here;
     std::thread::scope(|s| {
+        // Heartbeat of this process's claims (others take a claim over once it stops).
+        let (claims, finished) = (&claims, &finished);
+        s.spawn(move || {
+            let tick = std::time::Duration::from_millis(50);
+            let mut since = std::time::Duration::ZERO;
+            while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                since += tick;
+                if since >= claims.heartbeat_every() {
+                    claims.heartbeat();
+                    since = std::time::Duration::ZERO;
+                }
+            }
+        });
+        let workers_left = &workers_left;
         for (w, dev) in devices.iter().enumerate() {
             let (phases, barrier, overall, failed, ctx, errors, options) = (
                 &phases, &barrier, &overall, &failed, &ctx, &errors, &options,
@@ -437,6 +478,19 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
             );
             line.set_prefix(format!("{w} ({dev})"));
             s.spawn(move || {
+                // Stops the heartbeat once every worker is done, panicked ones included.
+                struct Leaving<'a>(
+                    &'a std::sync::atomic::AtomicUsize,
+                    &'a std::sync::atomic::AtomicBool,
+                );
+                impl Drop for Leaving<'_> {
+                    fn drop(&mut self) {
+                        if self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                            self.1.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                let _leaving = Leaving(workers_left, finished);
                 let ck = match parse_device(dev)
                     .and_then(|d| Ok(Checkpoint::load_with(&ctx.exp.model.path, d, options)?))
                 {
@@ -454,6 +508,32 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                         let Some(job) = queue.lock().unwrap().pop_front() else {
                             break;
                         };
+                        if is_finished(ctx.out, &job) {
+                            // Another process sharing the folder did it.
+                            overall.inc(1);
+                            continue;
+                        }
+                        let claim = match ctx.claims.try_claim(&job.id) {
+                            Ok(Some(c)) => c,
+                            Ok(None) => {
+                                // A live process holds it: come back to it after the others.
+                                queue.lock().unwrap().push_back(job);
+                                std::thread::sleep(std::time::Duration::from_millis(100));
+                                continue;
+                            }
+                            Err(e) => {
+                                errors
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("claiming job {}: {e}", job.id));
+                                overall.inc(1);
+                                continue;
+                            }
+                        };
+                        if is_finished(ctx.out, &job) {
+                            overall.inc(1);
+                            continue;
+                        }
                         line.set_message(format!(
                             "{} {} repeat {} chunk {}",
                             job.kind.name(),
@@ -461,14 +541,21 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                             job.repeat,
                             job.chunk
                         ));
+                        ran_here_ref.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         match run_job(ctx, ck, &job, dev, threads) {
-                            Ok(f) => *failed.lock().unwrap() += f,
+                            Ok(f) => {
+                                *failed.lock().unwrap() += f;
+                                if let Err(e) = ctx.claims.record(&job.id, job.kind.name()) {
+                                    eprintln!("claims/ran.log: {e}");
+                                }
+                            }
                             Err(e) => errors.lock().unwrap().push(format!(
                                 "job {} ({}): {e:#}",
                                 job.id,
                                 job.kind.name()
                             )),
                         }
+                        drop(claim);
                         overall.inc(1);
                     }
                     barrier.wait();
@@ -486,7 +573,8 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
         out,
         total: mine.len(),
         skipped: mine.len() - todo.len(),
-        ran: todo.len(),
+        ran: ran_here.load(std::sync::atomic::Ordering::SeqCst),
+        by_others: todo.len() - ran_here.load(std::sync::atomic::Ordering::SeqCst),
         failed_samples: failed.into_inner().unwrap(),
     })
 }

@@ -109,7 +109,12 @@ pub fn temp_beside(path: &Path) -> PathBuf {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    // Host and pid in the name: a later run can tell a dead writer's leftovers (claims::sweep_temps).
+    path.with_file_name(format!(
+        ".{name}.tmp-{}-{}-{n}",
+        crate::claims::hostname(),
+        std::process::id()
+    ))
 }
 
 /// Writes `bytes` to `path` through a temp file beside it and a rename (readers never see half).
