@@ -8,7 +8,8 @@ use m2ib_attribution::registry::METHODS;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::{decode_image, Checkpoint, Layer};
-use m2ib_report::figures::{caption_png, grid_png, overlay_png, Overlay, TokenRow};
+use m2ib_report::colormap::Colormap;
+use m2ib_report::figures::{caption_png, grid_png, overlay_png, Overlay, Style, TokenRow};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
@@ -80,9 +81,18 @@ pub struct AttributeArgs {
     /// `cpu`, `cuda`, `cuda:N`, `auto`, or a comma-separated list (pairs are split across them).
     #[arg(long, visible_alias = "device", default_value = "cpu")]
     pub devices: String,
-    /// Output directory (one sub-directory per pair).
+    /// Output directory (one sub-directory per pair; index.html when there are several).
     #[arg(long)]
     pub out: PathBuf,
+    /// Colour map of the figures: jet (the paper's), viridis or inferno (perceptually uniform).
+    #[arg(long, default_value = "jet")]
+    pub colormap: Colormap,
+    /// Opacity of the map at the highest score (a pixel's is alpha x its score).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.7)]
+    pub alpha: f32,
+    /// A note drawn under the figures' caption (the report's gallery names absent objects).
+    #[arg(skip)]
+    pub notes: Vec<String>,
 }
 
 impl AttributeArgs {
@@ -112,6 +122,9 @@ impl AttributeArgs {
             skip_bad_rows: false,
             devices: "cpu".into(),
             out,
+            colormap: Colormap::Jet,
+            alpha: 0.7,
+            notes: vec![],
         }
     }
 }
@@ -246,7 +259,9 @@ fn read_pairs(args: &AttributeArgs) -> anyhow::Result<Vec<(PathBuf, String)>> {
 }
 
 struct Prepared {
-    rgb: m2ib_clip::Rgb8,
+    /// The image as decoded, and where the model's crop sits in it.
+    original: m2ib_clip::Rgb8,
+    geometry: m2ib_clip::preprocess::Geometry,
     pixels: Tensor,
     encoded: m2ib_clip::Encoded,
 }
@@ -255,6 +270,7 @@ fn prepare(ck: &Checkpoint, image: &Path, caption: &str) -> anyhow::Result<Prepa
     let decoded = decode_image(image)?;
     let rgb = ck.preprocessor.resize_crop(&decoded);
     let pixels = ck.preprocessor.to_tensor(&rgb);
+    let geometry = ck.preprocessor.geometry(decoded.width, decoded.height);
     let encoded = ck
         .tokenizer
         .encode(caption)
@@ -272,10 +288,15 @@ fn prepare(ck: &Checkpoint, image: &Path, caption: &str) -> anyhow::Result<Prepa
         );
     }
     Ok(Prepared {
-        rgb,
+        original: decoded,
+        geometry,
         pixels,
         encoded,
     })
+}
+
+fn a_name(meta: &serde_json::Value) -> String {
+    meta["method"].as_str().unwrap_or("?").to_string()
 }
 
 fn write_maps(
@@ -284,8 +305,23 @@ fn write_maps(
     p: &Prepared,
     meta: serde_json::Value,
 ) -> anyhow::Result<(Tensor, Vec<f32>)> {
-    let image_norm = normalize_image(&a.image)?;
-    let text_norm = normalize_text(&a.text, &a.content)?;
+    // A constant map is a result (the method found nothing to tell apart), not a failure of the
+    // pair: it is drawn as zeros and named, and the other modality's map is still written.
+    let constant = |e: &m2ib_attribution::AttributionError| e.to_string().contains("is constant");
+    let image_norm = match normalize_image(&a.image) {
+        Err(e) if constant(&e) => {
+            eprintln!("note: {}: image map: {e}; drawn as 0", a_name(&meta));
+            a.image.zeros_like()
+        }
+        other => other?,
+    };
+    let text_norm = match normalize_text(&a.text, &a.content) {
+        Err(e) if constant(&e) => {
+            eprintln!("note: {}: token scores: {e}; drawn as 0", a_name(&meta));
+            vec![0.0; a.text.len()]
+        }
+        other => other?,
+    };
     let text_raw = Tensor::from_slice(&a.text);
     let arrays = [
         ("image_raw", a.image.shallow_clone()),
@@ -322,7 +358,11 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
     let options = m2ib_clip::ModelOptions::preset(&args.preset)?;
     // Methods are resolved (and refused) once, on the first device, before any pair runs.
     let first = load(&model, &devices[0], &options)?;
-    let n_methods = methods(&args, &model, &first)?.len();
+    let names: Vec<String> = methods(&args, &model, &first)?
+        .iter()
+        .map(|(m, _)| m.name().to_string())
+        .collect();
+    let n_methods = names.len();
     let bar = ProgressBar::new((pairs.len() * n_methods) as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} pairs x methods  {elapsed} (eta {eta})  {msg}",
@@ -368,6 +408,31 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
         failures
     };
     bar.finish_and_clear();
+    if pairs.len() > 1 {
+        let entries: Vec<m2ib_report::html::PairEntry> = pairs
+            .iter()
+            .enumerate()
+            .map(|(k, (image, caption))| {
+                let dir = pair_dir(k, image);
+                m2ib_report::html::PairEntry {
+                    caption: caption.clone(),
+                    image: image.display().to_string(),
+                    figures: names
+                        .iter()
+                        .map(|n| {
+                            let rel = if names.len() > 1 {
+                                format!("{dir}/{n}/overlay.png")
+                            } else {
+                                format!("{dir}/overlay.png")
+                            };
+                            (n.clone(), args.out.join(&rel).exists().then_some(rel))
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        m2ib_report::html::write_pairs_index(&args.out, &model.display().to_string(), &entries)?;
+    }
     println!(
         "wrote {} of {} pairs to {}",
         pairs.len() - failures,
@@ -378,6 +443,15 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
         bail!("{failures} pair(s) failed");
     }
     Ok(())
+}
+
+/// A pair's folder under --out: `0000-<image stem>` (numbered from 0, as the folders always were).
+fn pair_dir(k: usize, image: &Path) -> String {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    format!("{k:04}-{stem}")
 }
 
 fn load(
@@ -402,11 +476,7 @@ fn explain_pairs(
     let methods = methods(args, model, ck)?;
     let mut failures = 0;
     for &(k, (image, caption)) in pairs {
-        let stem = image
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let dir = args.out.join(format!("{k:04}-{stem}"));
+        let dir = args.out.join(pair_dir(k, image));
         let result = (|| -> anyhow::Result<()> {
             let p = prepare(&ck, image, caption)?;
             std::fs::create_dir_all(&dir)?;
@@ -418,6 +488,14 @@ fn explain_pairs(
                 vec![seed],
             );
             let mut columns = vec![];
+            let style = Style {
+                colormap: args.colormap,
+                alpha: args.alpha.clamp(0.0, 1.0),
+            };
+            let title = match args.notes.get(k) {
+                Some(n) if !n.is_empty() => format!("{caption}   ({n})"),
+                _ => caption.clone(),
+            };
             for (m, sources) in &methods {
                 bar.set_message(format!("{} on {}", m.name(), image.display()));
                 let a = m.attribute(&ck.model, &batch)?.remove(0);
@@ -430,36 +508,44 @@ fn explain_pairs(
                 let meta = json!({"method": m.name(), "image": image, "caption": caption, "model": model, "seed": seed,
                     "settings_sources": sources, "settings_default": "keys not listed take the method's built-in default"});
                 let (image_norm, text_norm) = write_maps(&sub, &a, &p, meta)?;
-                let map = Vec::<f32>::try_from(image_norm.flatten(0, -1))?;
+                let crop_map = Vec::<f32>::try_from(image_norm.flatten(0, -1))?;
+                let (map, crop) =
+                    p.geometry
+                        .to_original(&crop_map, p.original.width, p.original.height);
+                let whole = crop == [0, 0, p.original.width, p.original.height];
                 let overlay = Overlay {
-                    width: p.rgb.width,
-                    height: p.rgb.height,
-                    rgb: &p.rgb.data,
+                    width: p.original.width,
+                    height: p.original.height,
+                    rgb: &p.original.data,
                     map: &map,
                     title: m.name(),
+                    crop: (!whole).then_some(crop),
+                    style,
                 };
                 let row = TokenRow {
                     tokens: &p.encoded.tokens,
                     scores: &text_norm,
                     content: &a.content,
-                    title: caption,
+                    title: &title,
                 };
-                overlay_png(&sub.join("overlay.png"), &overlay)?;
-                caption_png(&sub.join("caption.png"), &row)?;
-                columns.push((map, text_norm, a.content.clone(), m.name()));
+                overlay_png(&sub.join("overlay.png"), &overlay, &row)?;
+                caption_png(&sub.join("caption.png"), &row, style)?;
+                columns.push((map, text_norm, a.content.clone(), m.name(), crop, whole));
                 bar.inc(1);
             }
             if columns.len() > 1 {
                 let cols: Vec<(Overlay, TokenRow)> = columns
                     .iter()
-                    .map(|(map, scores, content, name)| {
+                    .map(|(map, scores, content, name, crop, whole)| {
                         (
                             Overlay {
-                                width: p.rgb.width,
-                                height: p.rgb.height,
-                                rgb: &p.rgb.data,
+                                width: p.original.width,
+                                height: p.original.height,
+                                rgb: &p.original.data,
                                 map,
                                 title: name,
+                                crop: (!whole).then_some(*crop),
+                                style,
                             },
                             TokenRow {
                                 tokens: &p.encoded.tokens,
@@ -470,7 +556,7 @@ fn explain_pairs(
                         )
                     })
                     .collect();
-                grid_png(&dir.join("grid.png"), &cols)?;
+                grid_png(&dir.join("grid.png"), &title, &cols)?;
             }
             Ok(())
         })();

@@ -276,7 +276,7 @@ fn gallery(exp: &m2ib_runner::experiment::Experiment, dir: &Path) -> anyhow::Res
     };
     let scenes_dir = dir.join("gallery-inputs");
     std::fs::create_dir_all(&scenes_dir)?;
-    let (mut images, mut texts) = (vec![], vec![]);
+    let (mut images, mut texts, mut notes) = (vec![], vec![], vec![]);
     for i in 0..2 {
         let s = generate(7, Split::Test, i, true);
         let p = scenes_dir.join(format!("scene{i}.png"));
@@ -288,10 +288,19 @@ fn gallery(exp: &m2ib_runner::experiment::Experiment, dir: &Path) -> anyhow::Res
             image::ExtendedColorType::Rgb8,
         )?;
         images.push(p);
+        // Say which named object is not in the picture: its maps should not find it.
+        let absent: Vec<String> = s
+            .phrases()
+            .into_iter()
+            .filter(|(_, o)| o.is_none())
+            .map(|(p, _)| format!("\"{p}\" is not in the image"))
+            .collect();
+        notes.push(absent.join("; "));
         texts.push(s.caption);
     }
     let out = dir.join("gallery");
     let mut args = AttributeArgs::for_gallery(model.to_path_buf(), images, texts, out.clone());
+    args.notes = notes;
     args.image_layer = layer("image_layer").or(layer("layer"));
     args.text_layer = layer("text_layer").or(layer("layer"));
     attribute(args)?;

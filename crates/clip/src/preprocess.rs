@@ -246,6 +246,37 @@ pub struct Geometry {
     pub crop_h: usize,
 }
 
+impl Geometry {
+    /// A crop-sized map carried back onto the original `width` x `height` image, for figures:
+    /// each original pixel takes the crop pixel its centre lands on (NaN outside the crop).
+    /// Also the crop's rectangle in original pixels, `[x0, y0, x1, y1)`.
+    pub fn to_original(&self, map: &[f32], width: usize, height: usize) -> (Vec<f32>, [usize; 4]) {
+        let sx = self.resized_w as f64 / width as f64;
+        let sy = self.resized_h as f64 / height as f64;
+        let mut out = vec![f32::NAN; width * height];
+        for y in 0..height {
+            let cy = ((y as f64 + 0.5) * sy).floor() as i64 - self.top;
+            if cy < 0 || cy >= self.crop_h as i64 {
+                continue;
+            }
+            for x in 0..width {
+                let cx = ((x as f64 + 0.5) * sx).floor() as i64 - self.left;
+                if cx >= 0 && cx < self.crop_w as i64 {
+                    out[y * width + x] = map[cy as usize * self.crop_w + cx as usize];
+                }
+            }
+        }
+        let edge = |v: f64, s: f64, max: usize| ((v / s).round().max(0.0) as usize).min(max);
+        let rect = [
+            edge(self.left as f64, sx, width),
+            edge(self.top as f64, sy, height),
+            edge((self.left + self.crop_w as i64) as f64, sx, width),
+            edge((self.top + self.crop_h as i64) as f64, sy, height),
+        ];
+        (out, rect)
+    }
+}
+
 /// A box in model-input coordinates after clipping to the crop; `None` when nothing is left.
 pub type Box4 = [f64; 4];
 
@@ -434,6 +465,24 @@ mod tests {
             ..Preprocessor::for_size(227)
         };
         assert_eq!(p.geometry(227, 227).left, 1);
+    }
+
+    #[test]
+    fn maps_go_back_onto_the_original_image() {
+        // 8 x 4 -> resized 4 x 2 (shortest side 2), centre crop 2 x 2 from x = 1.
+        let g = Geometry {
+            resized_w: 4,
+            resized_h: 2,
+            left: 1,
+            top: 0,
+            crop_w: 2,
+            crop_h: 2,
+        };
+        let (m, rect) = g.to_original(&[1.0, 2.0, 3.0, 4.0], 8, 4);
+        assert_eq!(rect, [2, 0, 6, 4]);
+        assert!(m[0].is_nan() && m[7].is_nan() && m[1].is_nan() && m[6].is_nan());
+        assert_eq!(&m[2..6], &[1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(&m[3 * 8 + 2..3 * 8 + 6], &[3.0, 3.0, 4.0, 4.0]);
     }
 
     #[test]

@@ -83,3 +83,49 @@ pub fn write_index(
     html += "</body></html>\n";
     std::fs::write(dir.join("index.html"), html)
 }
+
+/// One explained pair for `write_pairs_index`: its caption, image file, and per method the
+/// figure's path relative to the index (None when the pair failed).
+pub struct PairEntry {
+    pub caption: String,
+    pub image: String,
+    pub figures: Vec<(String, Option<String>)>,
+}
+
+/// `m2ib attribute` over several pairs: one page with a row per pair and a column per method.
+pub fn write_pairs_index(dir: &Path, model: &str, pairs: &[PairEntry]) -> std::io::Result<()> {
+    let methods: Vec<&str> = pairs
+        .first()
+        .map(|p| p.figures.iter().map(|(m, _)| m.as_str()).collect())
+        .unwrap_or_default();
+    let mut html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>m2ib attribute</title><style>body{{font-family:sans-serif;margin:2em}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:6px;vertical-align:top}}th{{background:#f0f0f0}}\
+         img{{max-width:560px}}</style></head><body><h1>{} pairs explained with {}</h1>\
+         <p>Each figure: the input, the map overlaid (the model's centre crop outlined), the caption's tokens coloured by score. Click for full size.</p>\
+         <table><tr><th>#</th><th>caption</th>{}</tr>\n",
+        pairs.len(),
+        esc(model),
+        methods
+            .iter()
+            .map(|m| format!("<th>{}</th>", esc(m)))
+            .collect::<String>()
+    );
+    for (k, p) in pairs.iter().enumerate() {
+        html += &format!(
+            "<tr><td>{}</td><td>{}<br><small>{}</small></td>",
+            k + 1,
+            esc(&p.caption),
+            esc(&p.image)
+        );
+        for (_, f) in &p.figures {
+            html += &match f {
+                Some(f) => format!("<td><a href=\"{0}\"><img src=\"{0}\"></a></td>", esc(f)),
+                None => "<td>failed (see the messages)</td>".to_string(),
+            };
+        }
+        html += "</tr>\n";
+    }
+    html += "</table></body></html>\n";
+    std::fs::write(dir.join("index.html"), html)
+}

@@ -11,4 +11,4 @@ pub mod select;
 pub mod site;
 pub mod table;
 
-pub use figures::{caption_png, overlay_png, FigureError, Overlay, TokenRow};
+pub use figures::{caption_png, overlay_png, FigureError, Overlay, Style, TokenRow};
