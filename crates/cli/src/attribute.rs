@@ -376,7 +376,7 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
     } else {
         // Pairs dealt round-robin, one worker and one model copy per device.
         drop(first);
-        let results: Vec<anyhow::Result<usize>> = std::thread::scope(|s| {
+        let results: Vec<anyhow::Result<Vec<usize>>> = std::thread::scope(|s| {
             let handles: Vec<_> = devices
                 .iter()
                 .enumerate()
@@ -401,9 +401,9 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
                 })
                 .collect()
         });
-        let mut failures = 0;
+        let mut failures = vec![];
         for r in results {
-            failures += r?;
+            failures.extend(r?);
         }
         failures
     };
@@ -425,7 +425,7 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
                             } else {
                                 format!("{dir}/overlay.png")
                             };
-                            (n.clone(), args.out.join(&rel).exists().then_some(rel))
+                            (n.clone(), (!failures.contains(&k)).then_some(rel))
                         })
                         .collect(),
                 }
@@ -435,12 +435,12 @@ pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
     }
     println!(
         "wrote {} of {} pairs to {}",
-        pairs.len() - failures,
+        pairs.len() - failures.len(),
         pairs.len(),
         args.out.display()
     );
-    if failures > 0 {
-        bail!("{failures} pair(s) failed");
+    if !failures.is_empty() {
+        bail!("{} pair(s) failed", failures.len());
     }
     Ok(())
 }
@@ -472,9 +472,9 @@ fn explain_pairs(
     ck: &Checkpoint,
     pairs: &[(usize, &(PathBuf, String))],
     bar: &ProgressBar,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<usize>> {
     let methods = methods(args, model, ck)?;
-    let mut failures = 0;
+    let mut failures = vec![];
     for &(k, (image, caption)) in pairs {
         let dir = args.out.join(pair_dir(k, image));
         let result = (|| -> anyhow::Result<()> {
@@ -562,7 +562,7 @@ fn explain_pairs(
         })();
         if let Err(e) = result {
             // One bad pair does not stop the others.
-            failures += 1;
+            failures.push(k);
             let e = crate::one_line(&e);
             bar.suspend(|| eprintln!("error: pair {} ({}): {e}", k + 1, image.display()));
         }

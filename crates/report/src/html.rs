@@ -84,6 +84,23 @@ pub fn write_index(
     std::fs::write(dir.join("index.html"), html)
 }
 
+/// A relative path as a URL: characters that end or change a URL percent-encoded.
+fn url(path: &str) -> String {
+    let mut out = String::new();
+    for c in path.chars() {
+        match c {
+            '%' | '#' | '?' | ' ' | '"' | '<' | '>' | '&' | '\'' => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out += &format!("%{b:02X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// One explained pair for `write_pairs_index`: its caption, image file, and per method the
 /// figure's path relative to the index (None when the pair failed).
 pub struct PairEntry {
@@ -120,7 +137,7 @@ pub fn write_pairs_index(dir: &Path, model: &str, pairs: &[PairEntry]) -> std::i
         );
         for (_, f) in &p.figures {
             html += &match f {
-                Some(f) => format!("<td><a href=\"{0}\"><img src=\"{0}\"></a></td>", esc(f)),
+                Some(f) => format!("<td><a href=\"{0}\"><img src=\"{0}\"></a></td>", url(f)),
                 None => "<td>failed (see the messages)</td>".to_string(),
             };
         }
@@ -128,4 +145,34 @@ pub fn write_pairs_index(dir: &Path, model: &str, pairs: &[PairEntry]) -> std::i
     }
     html += "</table></body></html>\n";
     std::fs::write(dir.join("index.html"), html)
+}
+
+#[cfg(test)]
+mod pair_index_tests {
+    use super::*;
+
+    #[test]
+    fn links_survive_odd_file_names_and_failed_pairs_say_so() {
+        assert_eq!(
+            url("0000-a#1 %/m2ib/overlay.png"),
+            "0000-a%231%20%25/m2ib/overlay.png"
+        );
+        let d = std::env::temp_dir().join(format!("m2ib-pairs-index-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let pairs = [PairEntry {
+            caption: "a <red> circle".into(),
+            image: "x.png".into(),
+            figures: vec![
+                ("m2ib".into(), Some("0000-x/overlay.png".into())),
+                ("rise".into(), None),
+            ],
+        }];
+        write_pairs_index(&d, "tiny", &pairs).unwrap();
+        let html = std::fs::read_to_string(d.join("index.html")).unwrap();
+        assert!(
+            html.contains("a &lt;red&gt; circle") && html.contains("src=\"0000-x/overlay.png\"")
+        );
+        assert!(html.contains("failed"));
+        std::fs::remove_dir_all(&d).ok();
+    }
 }

@@ -31,7 +31,11 @@ pub struct Claim<'a> {
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         self.claims.held.lock().unwrap().remove(&self.id);
-        let _ = std::fs::remove_file(self.claims.path(&self.id));
+        // Only our own: after a takeover (we were stopped past the timeout) the file is another's.
+        let path = self.claims.path(&self.id);
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == self.claims.owner_line()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -74,6 +78,10 @@ impl Claims {
         self.dir.join(format!("{id}.claim"))
     }
 
+    fn owner_line(&self) -> String {
+        format!("{} {}\n", self.host, self.pid)
+    }
+
     /// This process now holds the job (Some), or a live process does (None).
     pub fn try_claim(&self, id: &str) -> std::io::Result<Option<Claim<'_>>> {
         let path = self.path(id);
@@ -84,7 +92,7 @@ impl Claims {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    writeln!(f, "{} {}", self.host, self.pid)?;
+                    f.write_all(self.owner_line().as_bytes())?;
                     self.held.lock().unwrap().insert(id.to_string());
                     return Ok(Some(Claim {
                         claims: self,
@@ -92,14 +100,21 @@ impl Claims {
                     }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if !self.is_stale(&path) {
+                    let Some(judged) = self.stale_state(id, &path) else {
                         return Ok(None);
-                    }
-                    // Only one taker's rename succeeds; the others find the claim gone or new.
+                    };
+                    // Only one taker's rename succeeds. A slower taker may rename away the claim
+                    // the faster one has just made: it sees the moved file is not the one it
+                    // judged stale and puts it back.
                     let away = self
                         .dir
                         .join(format!("{id}.stale-{}-{}", self.host, self.pid));
                     if std::fs::rename(&path, &away).is_ok() {
+                        if state_of(&away).as_ref() != Some(&judged) {
+                            let _ = std::fs::hard_link(&away, &path);
+                            let _ = std::fs::remove_file(&away);
+                            return Ok(None);
+                        }
                         let _ = std::fs::remove_file(&away);
                     }
                 }
@@ -109,27 +124,26 @@ impl Claims {
         Ok(None)
     }
 
-    fn is_stale(&self, path: &Path) -> bool {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return false;
-        };
-        let mut words = text.split_whitespace();
+    /// The claim's state when it is stale (to check, once taken, that it was that one).
+    fn stale_state(&self, id: &str, path: &Path) -> Option<(String, SystemTime)> {
+        let state = state_of(path)?;
+        let mut words = state.0.split_whitespace();
         let (host, pid) = (
             words.next(),
             words.next().and_then(|p| p.parse::<u32>().ok()),
         );
         if let (Some(h), Some(p)) = (host, pid) {
-            if h == self.host && (p == self.pid || !alive(p)) {
-                // Our own claim (an earlier run of this pid cannot exist) is never stale while
-                // we run; a dead pid on this host is stale at once.
-                return p != self.pid;
+            if h == self.host && p == self.pid {
+                // Ours: live while this process holds it, else the leftover of a crashed run
+                // that had our pid (containers restart with the same pid).
+                return (!self.held.lock().unwrap().contains(id)).then_some(state);
+            }
+            if h == self.host && !alive(p) {
+                return Some(state);
             }
         }
-        let age = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok());
-        age.is_some_and(|a| a > self.stale)
+        let age = SystemTime::now().duration_since(state.1).ok()?;
+        (age > self.stale).then_some(state)
     }
 
     /// Claims a job another job needs before computing it on the spot: None when `done()` turns
@@ -180,8 +194,8 @@ impl Claims {
 
 impl Claims {
     /// Removes temp files a killed writer left in `dirs` (`.<name>.tmp-<host>-<pid>-<n>`, see
-    /// `store::temp_beside`): at once when the writer was on this host and is gone, else once
-    /// older than the timeout. Returns how many.
+    /// `store::temp_beside`): at once when the writer was on this host and is gone; a writer on
+    /// another host, once the file is older than the timeout. Returns how many.
     pub fn sweep_temps(&self, dirs: &[PathBuf]) -> usize {
         let mut removed = 0;
         for d in dirs {
@@ -199,21 +213,29 @@ impl Claims {
                 let mut parts = tail.rsplitn(3, '-');
                 let (_, pid, host) = (parts.next(), parts.next(), parts.next());
                 let pid = pid.and_then(|p| p.parse::<u32>().ok());
-                let dead_here = host == Some(self.host.as_str())
-                    && pid.is_some_and(|p| p != self.pid && !alive(p));
+                let here = host == Some(self.host.as_str());
+                let dead_here = here && pid.is_some_and(|p| p != self.pid && !alive(p));
                 let old = e
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| SystemTime::now().duration_since(t).ok())
                     .is_some_and(|a| a > self.stale);
-                if (dead_here || old) && std::fs::remove_file(e.path()).is_ok() {
+                // A live writer on this host is never swept, however slow.
+                if (dead_here || (old && !here)) && std::fs::remove_file(e.path()).is_ok() {
                     removed += 1;
                 }
             }
         }
         removed
     }
+}
+
+/// A claim file's text and modification time.
+fn state_of(path: &Path) -> Option<(String, SystemTime)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let t = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some((text, t))
 }
 
 /// `ran.log` as (job, what, host, pid) lines.
@@ -246,6 +268,9 @@ mod tests {
         assert!(c.try_claim("a").unwrap().is_none(), "held by this process");
         drop(a);
         assert!(c.try_claim("a").unwrap().is_some(), "released");
+        // Our own pid but not held by us: a crashed run's leftover.
+        std::fs::write(c.path("own"), c.owner_line()).unwrap();
+        assert!(c.try_claim("own").unwrap().is_some());
         // A dead process on this host: taken over at once.
         std::fs::write(c.path("b"), format!("{} 999999999\n", c.host)).unwrap();
         assert!(c.try_claim("b").unwrap().is_some());

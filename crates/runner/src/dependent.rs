@@ -162,7 +162,9 @@ pub fn roar_job(
                 let batch = batch_of(ck, &chunk.prepared);
                 let maps = maps_of(ctx.out, ck, dep, &method, &chunk, &batch)?;
                 if claim.is_some() {
-                    ctx.claims.record(&dep.id, "roar-maps (on the spot)")?;
+                    if let Err(e) = ctx.claims.record(&dep.id, "roar-maps (on the spot)") {
+                        eprintln!("claims/ran.log: {e}");
+                    }
                 }
                 drop(claim);
                 match maps {
@@ -177,7 +179,9 @@ pub fn roar_job(
                     .claim_when_missing(&dep.id, || is_clean_done(ctx.out, &dep.id))?;
                 clean = Some(clean_losses(ctx, ck, dep)?);
                 if claim.is_some() {
-                    ctx.claims.record(&dep.id, "roar-clean (on the spot)")?;
+                    if let Err(e) = ctx.claims.record(&dep.id, "roar-clean (on the spot)") {
+                        eprintln!("claims/ran.log: {e}");
+                    }
                 }
             }
             _ => {}

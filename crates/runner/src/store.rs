@@ -251,7 +251,16 @@ pub fn missing_jobs(out: &Path) -> PolarsResult<Vec<JobEntry>> {
     Ok(read_jobs(out)?
         .unwrap_or_default()
         .into_iter()
-        .filter(|j| j.writes_results() && !is_done(out, &j.id))
+        .filter(|j| {
+            if j.kind == "?" {
+                // Old jobs.json (bare ids): any output of the job counts.
+                let maps = out.join("maps");
+                return !is_done(out, &j.id)
+                    && !maps.join(format!("{}.safetensors", j.id)).exists()
+                    && !maps.join(format!("{}.clean.json", j.id)).exists();
+            }
+            j.writes_results() && !is_done(out, &j.id)
+        })
         .collect())
 }
 
