@@ -306,13 +306,14 @@ fn gallery(exp: &m2ib_runner::experiment::Experiment, dir: &Path) -> anyhow::Res
     attribute(args)?;
     let figs = dir.join("figures");
     std::fs::create_dir_all(&figs)?;
-    for (k, e) in std::fs::read_dir(&out)?.filter_map(|e| e.ok()).enumerate() {
-        if e.path().join("grid.png").exists() {
-            std::fs::copy(
-                e.path().join("grid.png"),
-                figs.join(format!("figure1_gallery_{k}.png")),
-            )?;
-        }
+    let mut grids: Vec<PathBuf> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("grid.png"))
+        .filter(|p| p.exists())
+        .collect();
+    grids.sort();
+    for (k, g) in grids.iter().enumerate() {
+        std::fs::copy(g, figs.join(format!("figure1_gallery_{k}.png")))?;
     }
     Ok(())
 }
