@@ -224,30 +224,25 @@ fn read_pairs(args: &AttributeArgs) -> anyhow::Result<Vec<(PathBuf, String)>> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let Some((cap, img)) = line.split_once('\t') else {
-                let msg = format!(
-                    "{}:{}: expected `caption<TAB>image` (the Conceptual Captions order)",
-                    f.display(),
-                    n + 1
-                );
-                if args.skip_bad_rows {
-                    eprintln!("error: {msg}");
-                    continue;
+            // A malformed line: reported and skipped with --skip-bad-rows, else refused.
+            let bad = |why: String| -> anyhow::Result<()> {
+                let msg = format!("{}:{}: {why}", f.display(), n + 1);
+                if !args.skip_bad_rows {
+                    bail!(msg);
                 }
-                bail!(msg);
+                eprintln!("error: {msg}");
+                Ok(())
+            };
+            let Some((cap, img)) = line.split_once('\t') else {
+                bad("expected `caption<TAB>image` (the Conceptual Captions order)".into())?;
+                continue;
             };
             let (cap, img) = (cap.trim(), img.trim());
             if !base.join(img).exists() && base.join(cap).exists() {
-                let msg = format!(
-                    "{}:{}: `{cap}` is an image and `{img}` is not: the order is `caption<TAB>image`",
-                    f.display(),
-                    n + 1
-                );
-                if args.skip_bad_rows {
-                    eprintln!("error: {msg}");
-                    continue;
-                }
-                bail!(msg);
+                bad(format!(
+                    "`{cap}` is an image and `{img}` is not: the order is `caption<TAB>image`"
+                ))?;
+                continue;
             }
             pairs.push((base.join(img), cap.to_string()));
         }

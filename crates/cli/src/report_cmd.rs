@@ -49,15 +49,15 @@ fn missing(
     dir: &Path,
     allow_partial: bool,
 ) -> anyhow::Result<(String, std::collections::BTreeSet<String>)> {
-    let missing = m2ib_runner::store::missing_jobs(dir)?;
+    let jobs = m2ib_runner::store::read_jobs(dir)?.unwrap_or_default();
+    let missing: Vec<&m2ib_runner::store::JobEntry> = jobs
+        .iter()
+        .filter(|j| m2ib_runner::store::is_missing(dir, j))
+        .collect();
     if missing.is_empty() {
         return Ok((String::new(), Default::default()));
     }
-    let total = m2ib_runner::store::read_jobs(dir)?
-        .unwrap_or_default()
-        .iter()
-        .filter(|j| j.writes_results())
-        .count();
+    let total = jobs.iter().filter(|j| j.writes_results()).count();
     let mut listed: Vec<String> = missing
         .iter()
         .take(12)

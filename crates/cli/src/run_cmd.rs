@@ -169,14 +169,9 @@ pub fn slurm_cmd(a: SlurmArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.shards > 0, "--shards must be at least 1");
     let plan = m2ib_runner::run::plan(&a.experiment, None)?;
     let exp = &plan.exp;
-    let names: Vec<String> = match &exp.devices {
-        toml::Value::String(s) => m2ib_runner::devices::split_list(s),
-        toml::Value::Array(v) => v
-            .iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect(),
-        _ => vec![],
-    };
+    let names = exp
+        .device_names()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.experiment.display()))?;
     let gpus = names
         .iter()
         .filter(|n| n.starts_with("cuda"))

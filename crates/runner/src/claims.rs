@@ -182,13 +182,18 @@ impl Claims {
         (self.stale / 4).clamp(Duration::from_millis(100), Duration::from_secs(15))
     }
 
-    /// Appends `job kind host pid` to `ran.log` (one short append per finished job).
-    pub fn record(&self, id: &str, what: &str) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
+    /// Appends `job kind host pid` to `ran.log` (one short append per finished job). The log is
+    /// evidence, not state: a failed append is reported and the job's result stands.
+    pub fn record(&self, id: &str, what: &str) {
+        let line = format!("{id}\t{what}\t{}\t{}\n", self.host, self.pid);
+        let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("ran.log"))?;
-        f.write_all(format!("{id}\t{what}\t{}\t{}\n", self.host, self.pid).as_bytes())
+            .open(self.dir.join("ran.log"))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("{}: {e}", self.dir.join("ran.log").display());
+        }
     }
 }
 

@@ -162,9 +162,7 @@ pub fn roar_job(
                 let batch = batch_of(ck, &chunk.prepared);
                 let maps = maps_of(ctx.out, ck, dep, &method, &chunk, &batch)?;
                 if claim.is_some() {
-                    if let Err(e) = ctx.claims.record(&dep.id, "roar-maps (on the spot)") {
-                        eprintln!("claims/ran.log: {e}");
-                    }
+                    ctx.claims.record(&dep.id, "roar-maps (on the spot)");
                 }
                 drop(claim);
                 match maps {
@@ -179,9 +177,7 @@ pub fn roar_job(
                     .claim_when_missing(&dep.id, || is_clean_done(ctx.out, &dep.id))?;
                 clean = Some(clean_losses(ctx, ck, dep)?);
                 if claim.is_some() {
-                    if let Err(e) = ctx.claims.record(&dep.id, "roar-clean (on the spot)") {
-                        eprintln!("claims/ran.log: {e}");
-                    }
+                    ctx.claims.record(&dep.id, "roar-clean (on the spot)");
                 }
             }
             _ => {}

@@ -13,12 +13,14 @@ pub enum Build {
 /// CUDA builds link `libtorch_cuda` (tch links it eagerly); the CPU build has no such library.
 /// `tch::utils::has_cuda` cannot tell the two apart: it is false on a CUDA build without a GPU.
 pub fn build() -> Build {
-    match std::fs::read_to_string("/proc/self/maps") {
+    // Read once: every device name is checked against it.
+    static BUILD: std::sync::OnceLock<Build> = std::sync::OnceLock::new();
+    *BUILD.get_or_init(|| match std::fs::read_to_string("/proc/self/maps") {
         Ok(maps) if maps.contains("libtorch_cuda") => Build::Cuda,
         Ok(_) => Build::Cpu,
         Err(_) if tch::utils::has_cuda() => Build::Cuda,
         Err(_) => Build::Cpu,
-    }
+    })
 }
 
 /// What a user who asked for a GPU on the CPU build should do.

@@ -694,9 +694,9 @@ impl Experiment {
         }
     }
 
-    /// Device names to run on (one per worker) and, for `auto`, what it chose and why.
-    pub fn device_list(&self) -> Result<(Vec<String>, Option<String>), String> {
-        let names = match &self.devices {
+    /// `devices` as written: names, `cpu` or `auto` (a string may list several, comma-separated).
+    pub fn device_names(&self) -> Result<Vec<String>, String> {
+        Ok(match &self.devices {
             toml::Value::String(s) => crate::devices::split_list(s),
             toml::Value::Array(a) => a
                 .iter()
@@ -711,8 +711,12 @@ impl Experiment {
                     "`devices` = {other}; allowed: \"cpu\", \"auto\", [\"cuda:0\", ...]"
                 ))
             }
-        };
-        crate::devices::resolve(&names, self.workers)
+        })
+    }
+
+    /// Device names to run on (one per worker) and, for `auto`, what it chose and why.
+    pub fn device_list(&self) -> Result<(Vec<String>, Option<String>), String> {
+        crate::devices::resolve(&self.device_names()?, self.workers)
     }
 }
 

@@ -545,9 +545,7 @@ pub fn run(path: &Path, opts: &RunOptions) -> anyhow::Result<RunSummary> {
                         match run_job(ctx, ck, &job, dev, threads) {
                             Ok(f) => {
                                 *failed.lock().unwrap() += f;
-                                if let Err(e) = ctx.claims.record(&job.id, job.kind.name()) {
-                                    eprintln!("claims/ran.log: {e}");
-                                }
+                                ctx.claims.record(&job.id, job.kind.name());
                             }
                             Err(e) => errors.lock().unwrap().push(format!(
                                 "job {} ({}): {e:#}",

@@ -251,17 +251,20 @@ pub fn missing_jobs(out: &Path) -> PolarsResult<Vec<JobEntry>> {
     Ok(read_jobs(out)?
         .unwrap_or_default()
         .into_iter()
-        .filter(|j| {
-            if j.kind == "?" {
-                // Old jobs.json (bare ids): any output of the job counts.
-                let maps = out.join("maps");
-                return !is_done(out, &j.id)
-                    && !maps.join(format!("{}.safetensors", j.id)).exists()
-                    && !maps.join(format!("{}.clean.json", j.id)).exists();
-            }
-            j.writes_results() && !is_done(out, &j.id)
-        })
+        .filter(|j| is_missing(out, j))
         .collect())
+}
+
+/// Whether a listed job should have written a result part and has not.
+pub fn is_missing(out: &Path, j: &JobEntry) -> bool {
+    if j.kind == "?" {
+        // Old jobs.json (bare ids): any output of the job counts.
+        let maps = out.join("maps");
+        return !is_done(out, &j.id)
+            && !maps.join(format!("{}.safetensors", j.id)).exists()
+            && !maps.join(format!("{}.clean.json", j.id)).exists();
+    }
+    j.writes_results() && !is_done(out, &j.id)
 }
 
 /// The parts of the experiment's current jobs only: after the TOML changed, parts of jobs that
