@@ -201,4 +201,9 @@ pub trait Attributor: Send + Sync {
         model: &ClipModel,
         batch: &Batch,
     ) -> Result<Vec<Attribution>, AttributionError>;
+    /// Refuses settings a model of these tower depths cannot run (before any work).
+    fn check_depths(&self, vision_depth: usize, text_depth: usize) -> Result<(), AttributionError> {
+        let _ = (vision_depth, text_depth);
+        Ok(())
+    }
 }

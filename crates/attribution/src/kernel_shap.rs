@@ -5,6 +5,7 @@
 //! first two, 1 otherwise; weighted least squares with intercept; attributions = coefficients.
 use crate::attributor::{Attribution, AttributionError, Attributor, Batch, Modality};
 use crate::common::{chunks, image_scores, sample_ids, text_scores};
+use crate::perturb::{content_positions, mask_pixels, mask_tokens};
 use m2ib_clip::rng::{torch_seed, with_seed};
 use m2ib_clip::ClipModel;
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,7 @@ impl Default for KernelShap {
 
 /// Captum's `inf_weight` for the all-on and all-off samples.
 pub const INF_WEIGHT: f64 = 1e6;
-const SHAP_STREAM: u64 = 0x5348_4150;
+const SHAP_STREAM: u64 = m2ib_clip::rng::stream::SHAP;
 
 /// Binary coalitions [n, m] (f32), drawn exactly as Captum's `kernel_shap_perturb_generator`
 /// (all on, all off, then per sample `Categorical(p).sample()` and `randn(1, m)` thresholded at
@@ -115,12 +116,7 @@ impl Attributor for KernelShap {
     ) -> Result<Vec<Attribution>, AttributionError> {
         let vc = &model.config.vision_config;
         let (g, patch) = (vc.grid(), vc.patch_size);
-        let (img_e, txt_e) = tch::no_grad(|| {
-            (
-                model.image_features(&batch.pixels),
-                model.text_features(&batch.text),
-            )
-        });
+        let (img_e, txt_e) = batch.clean_embeddings(model);
         (0..batch.len())
             .map(|i| {
                 let seed = batch.seeds[i];
@@ -134,12 +130,12 @@ impl Attributor for KernelShap {
                     &mut |z| {
                         let k = z.size()[0];
                         let mask = z
-                            .view([k, 1, g, g])
-                            .repeat_interleave_self_int(patch, 2, None)
-                            .repeat_interleave_self_int(patch, 3, None);
+                            .view([k, g, g])
+                            .repeat_interleave_self_int(patch, 1, None)
+                            .repeat_interleave_self_int(patch, 2, None);
                         image_scores(
                             model,
-                            &mut std::iter::once(&px.unsqueeze(0) * mask),
+                            &mut std::iter::once(mask_pixels(&px, &mask)),
                             &target,
                         )
                     },
@@ -150,11 +146,9 @@ impl Attributor for KernelShap {
                     .repeat_interleave_self_int(patch, 1, None);
                 // Text: one feature per content token.
                 let (ids, pool) = sample_ids(batch, i);
-                let positions: Vec<i64> = batch.content[i]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| **c)
-                    .map(|(p, _)| p as i64)
+                let positions: Vec<i64> = content_positions(&batch.content[i])
+                    .into_iter()
+                    .map(|p| p as i64)
                     .collect();
                 let mut text = vec![0f32; batch.lengths[i]];
                 if !positions.is_empty() {
@@ -167,15 +161,11 @@ impl Attributor for KernelShap {
                         self.batch_size,
                         mseed,
                         &mut |z| {
+                            // Features absent from the coalition (z = 0) are removed.
                             let k = z.size()[0];
-                            let mut rows = ids.unsqueeze(0).repeat([k, 1]);
-                            let removed = z.logical_not().to_kind(Kind::Bool);
-                            let current = rows.index_select(1, &pos);
-                            let replaced = current.where_self(
-                                &removed.logical_not(),
-                                &Tensor::from(batch.text_mask_id),
-                            );
-                            let _ = rows.index_copy_(1, &pos, &replaced);
+                            let keep = Tensor::ones([k, ids.size()[0]], (Kind::Bool, Device::Cpu))
+                                .index_copy(1, &pos, &z.to_kind(Kind::Bool));
+                            let rows = mask_tokens(&ids.unsqueeze(0), &keep, batch.text_mask_id);
                             text_scores(model, &mut std::iter::once(rows), pool, &target)
                         },
                     )?;

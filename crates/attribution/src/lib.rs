@@ -8,6 +8,7 @@ pub mod gradcam;
 pub mod kernel_shap;
 pub mod m2ib;
 pub mod normalize;
+pub mod perturb;
 pub mod registry;
 pub mod rise;
 pub mod saliency;

@@ -312,12 +312,7 @@ pub fn text_capacity(
 /// Capacity per patch -> raw image map at the model's input size: drop the class token, reshape
 /// to the patch grid (row-major), bilinear upsampling with align_corners = false.
 pub fn patch_scores_to_map(scores: &Tensor, grid: i64, size: i64) -> Tensor {
-    let n = scores.size()[0];
-    scores
-        .narrow(1, 1, grid * grid)
-        .view([n, 1, grid, grid])
-        .upsample_bilinear2d([size, size], false, None, None)
-        .view([n, size, size])
+    crate::common::grid_to_map(&scores.narrow(1, 1, grid * grid), grid, size)
 }
 
 /// M2IB for both modalities.
@@ -356,6 +351,12 @@ pub fn bottleneck_block(
 impl Attributor for M2ib {
     fn name(&self) -> &'static str {
         "m2ib"
+    }
+
+    fn check_depths(&self, vision_depth: usize, text_depth: usize) -> Result<(), AttributionError> {
+        bottleneck_block(self.image.layer, vision_depth, "image")?;
+        bottleneck_block(self.text.layer, text_depth, "text")?;
+        Ok(())
     }
 
     fn params(&self) -> Value {

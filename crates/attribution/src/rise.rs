@@ -5,6 +5,7 @@
 //! `batch_size` at a time, so memory does not grow with N.
 use crate::attributor::{Attribution, AttributionError, Attributor, Batch, Modality};
 use crate::common::{image_scores, sample_ids, text_scores};
+use crate::perturb::{mask_pixels, mask_tokens};
 use m2ib_clip::rng::{torch_seed, with_seed};
 use m2ib_clip::ClipModel;
 use serde::{Deserialize, Serialize};
@@ -35,7 +36,7 @@ impl Default for Rise {
     }
 }
 
-const RISE_STREAM: u64 = 0x5249_5345;
+const RISE_STREAM: u64 = m2ib_clip::rng::stream::RISE;
 
 fn chunk_seed(sample_seed: u64, modality: Modality, chunk: i64) -> i64 {
     torch_seed(sample_seed ^ RISE_STREAM ^ ((modality as u64) << 32) ^ ((chunk as u64) << 40))
@@ -107,12 +108,7 @@ impl Attributor for Rise {
         batch: &Batch,
     ) -> Result<Vec<Attribution>, AttributionError> {
         let size = model.config.vision_config.image_size;
-        let (img_e, txt_e) = tch::no_grad(|| {
-            (
-                model.image_features(&batch.pixels),
-                model.text_features(&batch.text),
-            )
-        });
+        let (img_e, txt_e) = batch.clean_embeddings(model);
         (0..batch.len())
             .map(|i| {
                 let seed = batch.seeds[i];
@@ -132,11 +128,7 @@ impl Attributor for Rise {
                         )
                     },
                     &mut |m| {
-                        image_scores(
-                            model,
-                            &mut std::iter::once(&px.unsqueeze(0) * m.unsqueeze(1)),
-                            &target,
-                        )
+                        image_scores(model, &mut std::iter::once(mask_pixels(&px, m)), &target)
                     },
                 );
                 let (ids, pool) = sample_ids(batch, i);
@@ -162,9 +154,11 @@ impl Attributor for Rise {
                             .to_kind(Kind::Float)
                     },
                     &mut |m| {
-                        let perturbed = ids
-                            .unsqueeze(0)
-                            .where_self(&m.to_kind(Kind::Bool), &Tensor::from(batch.text_mask_id));
+                        let perturbed = mask_tokens(
+                            &ids.unsqueeze(0),
+                            &m.to_kind(Kind::Bool),
+                            batch.text_mask_id,
+                        );
                         text_scores(model, &mut std::iter::once(perturbed), pool, &target)
                     },
                 );

@@ -8,15 +8,9 @@ use m2ib_attribution::{normalize_image, normalize_text, Attributor, Batch};
 use m2ib_clip::randomize::{randomization_steps, randomize_step};
 use m2ib_clip::{cosine, Checkpoint, ClipConfig, ClipModel, Pooling, TraceRequest};
 use serde_json::json;
-use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-fn clip_golden() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden")
-}
+use m2ib_testkit::clip_golden;
 
 fn batch(ck: &Checkpoint) -> Batch {
     let pairs = [

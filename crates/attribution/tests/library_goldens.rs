@@ -9,13 +9,10 @@ use m2ib_attribution::{normalize_image, Attributor, Batch};
 use m2ib_clip::Checkpoint;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 fn setup() -> (Checkpoint, Batch, HashMap<String, Tensor>) {
-    let root = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    );
+    let root = m2ib_testkit::crate_dir();
     let meta: Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("tests/golden/baselines.json")).unwrap(),
     )

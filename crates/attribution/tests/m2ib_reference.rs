@@ -8,18 +8,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-fn clip_golden() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden")
-}
+use m2ib_testkit::clip_golden;
 
 fn golden() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("tests/golden")
+    m2ib_testkit::crate_dir().join("tests/golden")
 }
 
 struct Case {

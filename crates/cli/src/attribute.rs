@@ -186,16 +186,7 @@ fn methods(
             };
             let cell = m2ib_runner::experiment::Cell::new(name, serde_json::to_value(&table)?);
             let m = m2ib_runner::experiment::method_from_cell(&cell).map_err(anyhow::Error::msg)?;
-            if name == "m2ib" {
-                let p = m.params();
-                for (tower, depth) in [
-                    ("image", ck.model.vision_depth()),
-                    ("text", ck.model.text_depth()),
-                ] {
-                    let layer: Layer = serde_json::from_value(p[tower]["layer"].clone())?;
-                    m2ib_attribution::m2ib::bottleneck_block(layer, depth, tower)?;
-                }
-            }
+            m.check_depths(ck.model.vision_depth(), ck.model.text_depth())?;
             Ok((m, serde_json::Value::Object(from)))
         })
         .collect()
@@ -344,8 +335,8 @@ fn write_maps(
 
 pub fn run(args: AttributeArgs) -> anyhow::Result<()> {
     let model = crate::embed::model_dir(&args.model)?;
-    let names = m2ib_runner::devices::split_list(&args.devices);
-    let (devices, why) = m2ib_runner::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
+    let names = m2ib_clip::devices::split_list(&args.devices);
+    let (devices, why) = m2ib_clip::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
     if let Some(why) = why {
         eprintln!("{why}");
     }
@@ -454,7 +445,7 @@ fn load(
     device: &str,
     options: &m2ib_clip::ModelOptions,
 ) -> anyhow::Result<Checkpoint> {
-    let device = m2ib_runner::devices::parse_device(device).map_err(anyhow::Error::msg)?;
+    let device = m2ib_clip::devices::parse_device(device).map_err(anyhow::Error::msg)?;
     Checkpoint::load_with(model, device, options)
         .with_context(|| format!("loading {}", model.display()))
 }

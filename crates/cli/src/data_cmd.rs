@@ -57,12 +57,7 @@ pub struct FetchArgs {
 }
 
 pub fn parse_split(s: &str) -> anyhow::Result<Split> {
-    Ok(match s {
-        "train" => Split::Train,
-        "tune" => Split::Tune,
-        "test" => Split::Test,
-        _ => anyhow::bail!("unknown split `{s}` (train, tune, test)"),
-    })
+    Split::from_name(s).ok_or_else(|| anyhow::anyhow!("unknown split `{s}` (train, tune, test)"))
 }
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {

@@ -33,8 +33,8 @@ pub struct EmbedArgs {
 
 /// One device for a command that runs on one: `auto` is the first GPU if any, else the CPU.
 pub fn one_device(spec: &str) -> anyhow::Result<tch::Device> {
-    let names = m2ib_runner::devices::split_list(spec);
-    let (names, why) = m2ib_runner::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
+    let names = m2ib_clip::devices::split_list(spec);
+    let (names, why) = m2ib_clip::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
     if let Some(why) = why {
         eprintln!("{why}; using {}", names[0]);
     }
@@ -42,7 +42,7 @@ pub fn one_device(spec: &str) -> anyhow::Result<tch::Device> {
         names.len() == 1 || spec == "auto",
         "--devices {spec}: this command runs on one device"
     );
-    m2ib_runner::devices::parse_device(&names[0]).map_err(anyhow::Error::msg)
+    m2ib_clip::devices::parse_device(&names[0]).map_err(anyhow::Error::msg)
 }
 
 /// `--model`: a folder, or the embedded default's name.

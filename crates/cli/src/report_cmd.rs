@@ -4,8 +4,9 @@ use crate::attribute::{run as attribute, AttributeArgs};
 use anyhow::Context;
 use clap::Args;
 use m2ib_data::shapes::{generate, Split, SIZE};
-use m2ib_report::table::{render, table};
+use m2ib_report::table::table;
 use m2ib_runner::run::{run, RunOptions};
+use m2ib_runner::rundir::{JobEntry, RunDir};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -49,11 +50,12 @@ fn missing(
     dir: &Path,
     allow_partial: bool,
 ) -> anyhow::Result<(String, std::collections::BTreeSet<String>)> {
-    let jobs = m2ib_runner::store::read_jobs(dir)?.unwrap_or_default();
-    let missing: Vec<&m2ib_runner::store::JobEntry> = jobs
-        .iter()
-        .filter(|j| m2ib_runner::store::is_missing(dir, j))
-        .collect();
+    let run = RunDir::new(dir);
+    let jobs = run
+        .read_jobs()
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_default();
+    let missing: Vec<&JobEntry> = jobs.iter().filter(|j| run.is_missing(j)).collect();
     if missing.is_empty() {
         return Ok((String::new(), Default::default()));
     }
@@ -108,111 +110,17 @@ pub fn report(
         "{}: no results (run the experiment first)",
         dir.display()
     );
-    let mut t = table(&df)?;
-    if !incomplete.is_empty() {
-        t = t
-            .into_iter()
-            .map(|((label, params), row)| {
-                let label = if incomplete.contains(&label) {
-                    format!("{label} (incomplete)")
-                } else {
-                    label
-                };
-                ((label, params), row)
-            })
-            .collect();
-    }
-    let (md, csv) = render(&t);
-    let md = note + &md;
-    let mut sections = vec![];
-    if !t.is_empty() {
-        std::fs::write(dir.join("table.md"), &md)?;
-        std::fs::write(dir.join("table.csv"), csv)?;
-        sections.push(("Table".to_string(), md.clone()));
-    }
-    let figs = dir.join("figures");
-    std::fs::create_dir_all(&figs)?;
-    if let Some(summary) = sanity_figures(dir, &df)? {
-        std::fs::write(dir.join("sanity.md"), &summary)?;
-        sections.push((
-            "Sanity check: similarity to the intact model's maps after the last randomisation step (noise floor in brackets)".to_string(),
-            summary,
-        ));
-    }
-    // Hyper-parameter heat maps when M2IB ran a grid.
-    let columns: std::collections::BTreeSet<(String, String, String)> =
-        t.values().flat_map(|r| r.keys().cloned()).collect();
-    for c in &columns {
-        let g = m2ib_report::heatmap::m2ib_grid(&t, c);
-        if !g.is_empty() {
-            m2ib_report::heatmap::grid_png(
-                &figs.join(format!("grid_{}_{}_{}.png", c.0, c.1, c.2)),
-                &format!("M2IB grid: {} {} ({}), mean", c.0, c.1, c.2),
-                &g,
-                m2ib_report::table::higher_is_better(&c.1),
-            )?;
-        }
-    }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let notes = format!(
-        "{} result rows. Each cell: mean over repeats ± standard error across repeat means (± per-sample standard error; n used / n total samples, R repeats). Bold: best per column (lowest for drop).",
-        df.height()
-    );
-    m2ib_report::html::write_index(dir, &name, &sections, &notes)?;
-    Ok((md, df))
-}
-
-/// Sanity curves (Figure 4 style) when the run has sanity rows, and a Markdown summary: per
-/// method the similarity after the last step next to its noise floor.
-fn sanity_figures(dir: &Path, df: &polars::prelude::DataFrame) -> anyhow::Result<Option<String>> {
-    let steps_file = m2ib_runner::dependent::sanity_steps_path(dir);
-    if !steps_file.exists() {
-        return Ok(None);
-    }
-    let mut summary: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    let mut header = vec![];
-    let steps: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&steps_file)?)?;
-    for (modality, variant, label) in [
-        ("image", "spearman", "image maps: Spearman rank correlation"),
-        ("image", "ssim", "image maps: SSIM"),
-        (
-            "text",
-            "spearman",
-            "token scores: Spearman rank correlation",
+    let steps_file = RunDir::new(dir).sanity_steps();
+    let steps: Option<Vec<String>> = match std::fs::read_to_string(&steps_file) {
+        Ok(text) => Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("reading {}", steps_file.display()))?,
         ),
-    ] {
-        let curves = m2ib_report::curves::sanity_curves(df, modality, variant, steps.len())?;
-        if curves.is_empty() {
-            continue;
-        }
-        header.push(format!("{modality} {variant}"));
-        for c in &curves {
-            let last = c.values.last().copied().unwrap_or(f64::NAN);
-            summary
-                .entry(c.method.clone())
-                .or_default()
-                .push(format!("{last:.3} ({:.3})", c.noise_floor));
-        }
-        m2ib_report::curves::sanity_png(
-            &dir.join("figures")
-                .join(format!("sanity_{modality}_{variant}.png")),
-            &format!("Cascading randomisation, {label} (dashed: noise floor)"),
-            &steps,
-            &curves,
-        )?;
-    }
-    let mut md = format!(
-        "| method | {} |\n|---|{}\n",
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    for (m, cells) in summary {
-        md += &format!("| {m} | {} |\n", cells.join(" | "));
-    }
-    Ok(Some(md))
+        Err(_) => None,
+    };
+    let md =
+        m2ib_report::run_report::write_run_report(dir, &df, note, &incomplete, steps.as_deref())?;
+    Ok((md, df))
 }
 
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<()> {
@@ -346,7 +254,7 @@ pub fn reproduce_cmd(a: ReproduceArgs) -> anyhow::Result<()> {
         &file,
         &RunOptions {
             quiet: a.quiet,
-            devices: a.devices.as_deref().map(m2ib_runner::devices::split_list),
+            devices: a.devices.as_deref().map(m2ib_clip::devices::split_list),
             ..RunOptions::default()
         },
     )?;

@@ -1,6 +1,6 @@
 //! `m2ib run`, `m2ib merge`, `m2ib slurm`: thin wrappers over m2ib-runner.
 use clap::Args;
-use m2ib_runner::jobs::parse_shard;
+use m2ib_runner::plan::parse_shard;
 use m2ib_runner::run::{run, RunOptions};
 use std::path::PathBuf;
 
@@ -60,7 +60,7 @@ pub fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             dry_run: a.dry_run,
             quiet: a.quiet,
             seed: None,
-            devices: a.devices.as_deref().map(m2ib_runner::devices::split_list),
+            devices: a.devices.as_deref().map(m2ib_clip::devices::split_list),
             claim_timeout: Some(
                 std::time::Duration::try_from_secs_f64(a.claim_timeout)
                     .map_err(|e| anyhow::anyhow!("--claim-timeout {}: {e}", a.claim_timeout))?,
@@ -167,7 +167,7 @@ fn q(p: &std::path::Path) -> String {
 
 pub fn slurm_cmd(a: SlurmArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.shards > 0, "--shards must be at least 1");
-    let plan = m2ib_runner::run::plan(&a.experiment, None)?;
+    let plan = m2ib_runner::plan::plan(&a.experiment, None)?;
     let exp = &plan.exp;
     let names = exp
         .device_names()

@@ -1,4 +1,4 @@
-//! `m2ib train-tiny`: arguments for `m2ib_runner::tiny::train_tiny`.
+//! `m2ib train-tiny`: arguments for `m2ib_tiny::train_tiny`.
 use clap::Args;
 use std::path::PathBuf;
 
@@ -46,7 +46,7 @@ pub struct TrainTinyArgs {
     /// swapped; 40 % slower per step and no gain measured at 600 steps). Comma-separated; empty
     /// for none.
     #[arg(long, value_delimiter = ',', default_value = "absent,swap,mixed")]
-    pub hard_negatives: Vec<m2ib_runner::tiny::HardNegative>,
+    pub hard_negatives: Vec<m2ib_tiny::HardNegative>,
 }
 
 pub fn run(a: TrainTinyArgs) -> anyhow::Result<()> {
@@ -58,7 +58,7 @@ pub fn run(a: TrainTinyArgs) -> anyhow::Result<()> {
             a.out.display()
         );
     }
-    let args = m2ib_runner::tiny::TrainTinyArgs {
+    let args = m2ib_tiny::TrainTinyArgs {
         out: a.out,
         steps: a.steps,
         batch: a.batch,
@@ -71,7 +71,7 @@ pub fn run(a: TrainTinyArgs) -> anyhow::Result<()> {
         logit_scale_lr_mult: a.logit_scale_lr_mult,
         hard_negatives: a.hard_negatives,
     };
-    let report = m2ib_runner::tiny::train_tiny(&args)?;
+    let report = m2ib_tiny::train_tiny(&args)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -6,25 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
-fn golden() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden")
-}
+use m2ib_testkit::clip_golden as golden;
 
 fn tmp() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("m2ib-bad-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        % 1_000_000_007
+    m2ib_testkit::tmp("bad")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -5,19 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-}
+use m2ib_testkit::repo_root as root;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("m2ib-first-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use m2ib_testkit::tmp;
 
 fn m2ib(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_m2ib"))
@@ -251,7 +241,9 @@ fn toml_paths_beside_the_toml_and_a_partial_report_says_what_is_missing() {
         &std::env::temp_dir(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let missing = m2ib_runner::store::missing_jobs(&out).unwrap();
+    let missing = m2ib_runner::rundir::RunDir::new(&out)
+        .missing_jobs()
+        .unwrap();
     assert!(!missing.is_empty() && missing.len() < 4, "{missing:?}");
     // The report refuses, naming the missing jobs; --allow-partial marks the row.
     let e = one_line_error(&m2ib(&["report", out.to_str().unwrap()], &d));

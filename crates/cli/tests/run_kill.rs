@@ -5,10 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn experiment(dir: &Path) -> PathBuf {
-    let ckpt = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden/ckpt_b");
+    let ckpt = m2ib_testkit::clip_golden().join("ckpt_b");
     let p = dir.join("exp.toml");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
@@ -161,7 +158,10 @@ fn ran_log(out: &Path) -> Vec<(String, String, u32)> {
 /// Every listed job ran exactly once according to ran.log (ROAR+ maps computed on the spot count
 /// as that job).
 fn assert_exactly_once(out: &Path) -> std::collections::BTreeMap<u32, usize> {
-    let jobs = m2ib_runner::store::read_jobs(out).unwrap().unwrap();
+    let jobs = m2ib_runner::rundir::RunDir::new(out)
+        .read_jobs()
+        .unwrap()
+        .unwrap();
     let log = ran_log(out);
     let mut per_pid = std::collections::BTreeMap::new();
     for j in &jobs {
@@ -262,7 +262,7 @@ fn processes_sharing_a_folder_split_the_jobs_and_take_over_a_dead_ones_claim() {
                 .to_string()
         })
         .collect();
-    let host = m2ib_runner::claims::hostname();
+    let host = m2ib_runner::rundir::hostname();
     let leftover = killed
         .join("results")
         .join(format!(".x.parquet.tmp-{host}-999999999-0"));
@@ -275,7 +275,11 @@ fn processes_sharing_a_folder_split_the_jobs_and_take_over_a_dead_ones_claim() {
     assert!(!leftover.exists(), "a dead writer's temp file is removed");
     assert!(!holds_claim(), "no claim left once every job is done");
     let log = ran_log(&killed);
-    for j in m2ib_runner::store::read_jobs(&killed).unwrap().unwrap() {
+    for j in m2ib_runner::rundir::RunDir::new(&killed)
+        .read_jobs()
+        .unwrap()
+        .unwrap()
+    {
         let runs = log.iter().filter(|(id, _, _)| id == &j.id).count();
         if finished_before.contains(&j.id) {
             assert!(runs <= 1, "job {} ran {runs} times", j.id);

@@ -3,15 +3,10 @@
 //! are proven to run as submitted (absolute paths, from another folder) on the small golden
 //! checkpoint in seconds.
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-}
+use m2ib_testkit::repo_root as root;
 
 fn script(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -120,7 +115,8 @@ fn generated_scripts_run_as_submitted() {
         .contains("merge"));
     // Every shard ran, the report and the merge after them.
     assert!(
-        m2ib_runner::store::missing_jobs(&run_dir)
+        m2ib_runner::rundir::RunDir::new(&run_dir)
+            .missing_jobs()
             .unwrap()
             .is_empty(),
         "{log_text}"

@@ -4,17 +4,13 @@
 //! (its own map cache), by at least twice the ROAR+ tolerance.
 use m2ib_report::guard::{check, read_baseline};
 use m2ib_report::table::table;
-use m2ib_runner::jobs::JobKind;
-use m2ib_runner::run::{plan, run, RunOptions};
-use std::path::{Path, PathBuf};
+use m2ib_runner::plan::plan;
+use m2ib_runner::plan::JobKind;
+use m2ib_runner::run::{run, RunOptions};
+use std::path::Path;
 use tch::Tensor;
 
-fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../..")
-}
+use m2ib_testkit::repo_root as root;
 
 fn run_smoke(out: &Path) -> m2ib_report::table::Table {
     // The experiment names the model relative to the repository root.

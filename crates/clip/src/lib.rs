@@ -4,6 +4,7 @@
 
 mod checkpoint;
 pub mod config;
+pub mod devices;
 pub mod error;
 pub mod layers;
 pub mod model;

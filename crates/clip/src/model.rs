@@ -60,6 +60,16 @@ impl ClipModel {
         }
     }
 
+    /// An independent copy on the same device, frozen (fine-tuning and randomisation change
+    /// weights in place, so they work on a copy and leave the worker's model intact).
+    pub fn try_clone(&self) -> Result<Self> {
+        let mut m = ClipModel::new(self.config.clone(), self.device());
+        m.vs.copy(&self.vs)?;
+        m.vs.freeze();
+        m.text_projection_twice = self.text_projection_twice;
+        Ok(m)
+    }
+
     /// Loads `config.json` and `model.safetensors` from an HF checkpoint directory. Weights are
     /// frozen (no gradients); call `vs.unfreeze()` to train.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {

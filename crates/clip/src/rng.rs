@@ -5,6 +5,29 @@ use tch::{Device, Kind, Tensor};
 
 static GENERATOR: Mutex<()> = Mutex::new(());
 
+/// Every named random stream of the workspace: a seed is XORed with its stream's salt, so two
+/// uses of one seed never draw the same numbers. One table, so that a salt means one thing.
+pub mod stream {
+    /// Kernel SHAP's coalition draws ("SHAP" in ASCII).
+    pub const SHAP: u64 = 0x5348_4150;
+    /// RISE's random masks ("RISE").
+    pub const RISE: u64 = 0x5249_5345;
+    /// The sanity check's second method seed (the noise floor, intact model).
+    pub const SANITY_NOISE_FLOOR: u64 = 0x5A17;
+    /// The sanity cascade's weight randomisation (runner, per repeat).
+    pub const SANITY_RANDOMIZE: u64 = 0x5A17;
+    /// Embedded-model evaluation: absent-object captions.
+    pub const TINY_ABSENT: u64 = 0xABCD;
+    /// Embedded-model evaluation: re-bound colour/shape captions.
+    pub const TINY_REBIND: u64 = 0x3B1D;
+    /// Embedded-model training: the initial weights.
+    pub const TINY_INIT: u64 = 0x1417;
+    /// Embedded-model training: the order of the training scenes.
+    pub const TINY_ORDER: u64 = 0x5EED;
+    /// Embedded-model training: each step's batch.
+    pub const TINY_BATCH: u64 = 0xBA7C;
+}
+
 /// splitmix64 finaliser (wrapping u64 arithmetic).
 pub fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E3779B97F4A7C15);

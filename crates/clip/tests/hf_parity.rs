@@ -11,10 +11,7 @@ use tch::{Device, Kind, Tensor};
 const TOL: f64 = 1e-4;
 
 fn golden() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("tests/golden")
+    m2ib_testkit::crate_dir().join("tests/golden")
 }
 
 fn manifest() -> Value {

@@ -3,29 +3,19 @@
 use m2ib_clip::randomize::{randomization_steps, randomize_step};
 use m2ib_clip::{Checkpoint, ClipError, Layer, Pooling};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use tch::{Device, Tensor};
 
 fn ckpt(name: &str) -> Checkpoint {
     Checkpoint::load(
-        &PathBuf::from(
-            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("tests/golden")
-        .join(name),
+        &m2ib_testkit::crate_dir().join("tests/golden").join(name),
         Device::Cpu,
     )
     .unwrap()
 }
 
 fn pixels(ck: &Checkpoint) -> Tensor {
-    ck.image(
-        &PathBuf::from(
-            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("tests/golden/images/wide_451x300.png"),
-    )
-    .unwrap()
+    ck.image(&m2ib_testkit::crate_dir().join("tests/golden/images/wide_451x300.png"))
+        .unwrap()
 }
 
 /// Bit for bit for every layer but the last: the full forward computes the last block at the

@@ -9,10 +9,7 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 fn golden() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("tests/golden")
+    m2ib_testkit::crate_dir().join("tests/golden")
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {

@@ -103,6 +103,18 @@ pub enum Split {
 }
 
 impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Tune, Split::Test];
+
+    /// A split by its name (`train`, `tune`, `test`); callers word the error for their field.
+    pub fn from_name(s: &str) -> Option<Split> {
+        match s {
+            "train" => Some(Split::Train),
+            "tune" => Some(Split::Tune),
+            "test" => Some(Split::Test),
+            _ => None,
+        }
+    }
+
     pub fn stream(self) -> u64 {
         match self {
             Split::Train => 0x7261_696e,

@@ -5,10 +5,7 @@ use m2ib_data::{ImageSource, Sample, SampleError};
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("tests/fixtures")
+    m2ib_testkit::crate_dir().join("tests/fixtures")
 }
 
 fn split(v: Vec<Result<Sample, SampleError>>) -> (Vec<Sample>, Vec<SampleError>) {

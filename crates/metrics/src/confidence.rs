@@ -10,6 +10,7 @@
 use crate::stats::percentile;
 use crate::MetricError;
 use m2ib_attribution::common::SCORE_EPS;
+use m2ib_attribution::perturb::{mask_pixels, mask_positions};
 use m2ib_clip::tokenizer::text_input;
 use m2ib_clip::{cosine, ClipModel, Pooling};
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ pub fn image_change(
 ) -> Result<Change, MetricError> {
     let dev = model.device();
     let px = pixels.to_device(dev).unsqueeze(0);
-    let perturbed = &px * map.to_device(dev).unsqueeze(0).unsqueeze(0);
+    let perturbed = mask_pixels(&px, &map.to_device(dev).unsqueeze(0));
     let e = tch::no_grad(|| model.image_features(&Tensor::cat(&[px, perturbed], 0)));
     let t = text_emb.to_device(dev);
     Ok(Change {
@@ -74,6 +75,11 @@ pub fn image_change(
         after: cos1(&e.get(1).unsqueeze(0), &t)?,
     })
 }
+
+/// The image protocols' names (`metrics.image_confidence`): the paper's whole-map product, and
+/// keeping only the map's top 25 % of pixels (`keep_top`).
+pub const WHOLE_MAP: &str = "whole-map";
+pub const KEEP_TOP25: &str = "keep-top25";
 
 /// The binary mask of the top `fraction` of a map's pixels (strictly above its
 /// (1 - fraction) percentile, numpy's linear interpolation): the "keep" variant of the image
@@ -86,17 +92,30 @@ pub fn keep_top(map: &Tensor, fraction: f64) -> Result<Tensor, MetricError> {
     Ok(map.gt(t).to_kind(map.kind()))
 }
 
-/// Text: `ids` with start and end, `scores` one per position, `pool` the end position.
+/// One caption as the text metrics read it: ids with start and end, the position its embedding
+/// pools at, the id a removed token becomes ("padded" protocol) and the end id.
+#[derive(Clone, Copy, Debug)]
+pub struct Caption<'a> {
+    pub ids: &'a [i64],
+    pub pool: usize,
+    pub text_mask_id: i64,
+    pub end_id: i64,
+}
+
+/// Text: `scores` one per position of `caption.ids`, against `image_emb`.
 pub fn text_change(
     model: &ClipModel,
-    ids: &[i64],
+    caption: &Caption,
     scores: &[f32],
     image_emb: &Tensor,
     protocol: TextProtocol,
-    text_mask_id: i64,
-    end_id: i64,
-    pool: usize,
 ) -> Result<Change, MetricError> {
+    let Caption {
+        ids,
+        pool,
+        text_mask_id,
+        end_id,
+    } = *caption;
     let n = ids.len();
     if n < 3 {
         return Err(MetricError::Undefined(
@@ -118,12 +137,8 @@ pub fn text_change(
         TextProtocol::Padded => {
             let content: Vec<f64> = scores[1..n - 1].iter().map(|&v| v as f64).collect();
             let t = percentile(&content, 50.0);
-            let mut kept = ids.to_vec();
-            for k in 1..n - 1 {
-                if (scores[k] as f64) <= t {
-                    kept[k] = text_mask_id;
-                }
-            }
+            let removed: Vec<usize> = (1..n - 1).filter(|&k| (scores[k] as f64) <= t).collect();
+            let kept = mask_positions(ids, &removed, text_mask_id);
             (ids.to_vec(), kept, Pooling::Eos)
         }
     };

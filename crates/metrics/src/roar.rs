@@ -5,6 +5,7 @@
 //! clean data; score = (L_degraded - L_clean) / L_clean * 100; each repeat draws a new 80/20 split,
 //! or, with a fixed validation set (`RoarData::val`), trains on every other pair in a new order.
 use crate::MetricError;
+use m2ib_attribution::perturb::{content_positions, mask_pixels, mask_positions};
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::tokenizer::text_input;
 use m2ib_clip::train::{contrastive_loss, train, TrainBatch, TrainConfig};
@@ -114,7 +115,7 @@ pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<
                 ],
                 0,
             );
-            &data.pixels * keep.view([n, 1, h, w])
+            mask_pixels(&data.pixels, &keep.view([n, h, w]))
         }
     };
     let Some(text) = &maps.text else {
@@ -128,14 +129,10 @@ pub fn degrade(data: &RoarData, maps: &RoarMaps, fraction: f64) -> (Tensor, Vec<
             let Some(s) = text.get(i) else {
                 return ids.clone();
             };
-            let c = &data.content[i];
-            let mut pos: Vec<usize> = (0..ids.len()).filter(|&p| c[p]).collect();
+            let mut pos = content_positions(&data.content[i]);
             pos.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
-            let mut out = ids.clone();
-            for &p in pos.iter().take(removed(pos.len(), fraction)) {
-                out[p] = data.text_mask_id;
-            }
-            out
+            pos.truncate(removed(pos.len(), fraction));
+            mask_positions(ids, &pos, data.text_mask_id)
         })
         .collect();
     (pixels, ids)

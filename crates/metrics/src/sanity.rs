@@ -86,7 +86,7 @@ pub fn sanity_against(
         batch
             .seeds
             .iter()
-            .map(|s| m2ib_clip::rng::splitmix64(s ^ 0x5A17))
+            .map(|s| m2ib_clip::rng::splitmix64(s ^ m2ib_clip::rng::stream::SANITY_NOISE_FLOOR))
             .collect(),
     );
     let reseeded = method.attribute(&model, &other)?;

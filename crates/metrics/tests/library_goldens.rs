@@ -6,14 +6,9 @@ use m2ib_metrics::confidence::image_change;
 use m2ib_metrics::stats::{spearman, ssim};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-fn root() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-}
+use m2ib_testkit::crate_dir as root;
 
 fn golden() -> (Value, HashMap<String, Tensor>) {
     let meta = serde_json::from_str(

@@ -14,10 +14,7 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 fn dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden/ckpt_b")
+    m2ib_testkit::clip_golden().join("ckpt_b")
 }
 
 fn load() -> Result<ClipModel, MetricError> {
@@ -146,10 +143,7 @@ impl Attributor for Edges {
 }
 
 fn batch(ck: &Checkpoint) -> Batch {
-    let golden = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden/images");
+    let golden = m2ib_testkit::clip_golden().join("images");
     let px = vec![
         ck.image(&golden.join("tall_300x451.jpg"))
             .unwrap()
@@ -213,13 +207,15 @@ fn confidence_changes_on_real_forwards() {
     for protocol in [TextProtocol::Official, TextProtocol::Padded] {
         let c = text_change(
             &ck.model,
-            &ids,
+            &m2ib_metrics::confidence::Caption {
+                ids: &ids,
+                pool: ids.len() - 1,
+                text_mask_id: ck.tokenizer.pad_id,
+                end_id: ck.tokenizer.end_id,
+            },
             &scores,
             &img.get(0),
             protocol,
-            ck.tokenizer.pad_id,
-            ck.tokenizer.end_id,
-            ids.len() - 1,
         )
         .unwrap();
         assert!(
@@ -230,13 +226,15 @@ fn confidence_changes_on_real_forwards() {
     // Padded protocol: the clean score is the model's own cosine.
     let c = text_change(
         &ck.model,
-        &ids,
+        &m2ib_metrics::confidence::Caption {
+            ids: &ids,
+            pool: ids.len() - 1,
+            text_mask_id: ck.tokenizer.pad_id,
+            end_id: ck.tokenizer.end_id,
+        },
         &scores,
         &img.get(0),
         TextProtocol::Padded,
-        ck.tokenizer.pad_id,
-        ck.tokenizer.end_id,
-        ids.len() - 1,
     )
     .unwrap();
     let own = f64::try_from(m2ib_clip::cosine(&img, &txt, 1e-8).get(0)).unwrap();

@@ -7,6 +7,7 @@ pub mod figures;
 pub mod guard;
 pub mod heatmap;
 pub mod html;
+pub mod run_report;
 pub mod select;
 pub mod site;
 pub mod table;

@@ -5,6 +5,7 @@
 //! heartbeat is older than the timeout (any host); a stale claim is taken over by renaming it
 //! away first (only one taker can), then claiming anew. `ran.log` records which process ran each
 //! job, the evidence for "exactly once".
+use crate::rundir::{hostname, RunDir};
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,14 +40,6 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// This machine's name (claims and temp file names carry it).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
 fn alive(pid: u32) -> bool {
     #[cfg(unix)]
     {
@@ -63,7 +56,7 @@ fn alive(pid: u32) -> bool {
 
 impl Claims {
     pub fn new(out: &Path, stale: Duration) -> std::io::Result<Claims> {
-        let dir = out.join("claims");
+        let dir = RunDir::new(out).claims_dir();
         std::fs::create_dir_all(&dir)?;
         Ok(Claims {
             dir,
@@ -199,7 +192,7 @@ impl Claims {
 
 impl Claims {
     /// Removes temp files a killed writer left in `dirs` (`.<name>.tmp-<host>-<pid>-<n>`, see
-    /// `store::temp_beside`): at once when the writer was on this host and is gone; a writer on
+    /// `rundir::temp_beside`): at once when the writer was on this host and is gone; a writer on
     /// another host, once the file is older than the timeout. Returns how many.
     pub fn sweep_temps(&self, dirs: &[PathBuf]) -> usize {
         let mut removed = 0;
@@ -245,7 +238,7 @@ fn state_of(path: &Path) -> Option<(String, SystemTime)> {
 
 /// `ran.log` as (job, what, host, pid) lines.
 pub fn read_log(out: &Path) -> Vec<(String, String, String, u32)> {
-    std::fs::read_to_string(out.join("claims").join("ran.log"))
+    std::fs::read_to_string(RunDir::new(out).claims_dir().join("ran.log"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {

@@ -1,8 +1,9 @@
 //! Experiment TOML (DESIGN.md "Runner and results"): one model, one dataset, methods whose
 //! parameters may be lists (a grid), metrics, repeats, seeds, devices. Validated before any work;
 //! errors name the key, its line and the allowed values.
+use m2ib_metrics::confidence;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -466,12 +467,12 @@ impl Experiment {
             }
         }
         for v in &exp.metrics.image_confidence {
-            if v != "whole-map" && v != crate::explain::KEEP_TOP25 {
+            if v != confidence::WHOLE_MAP && v != confidence::KEEP_TOP25 {
                 return Err(err(
                     line_of(source, "metrics", "image_confidence"),
                     format!(
                         "`metrics.image_confidence` variant {v:?}; allowed: whole-map, {}",
-                        crate::explain::KEEP_TOP25
+                        confidence::KEEP_TOP25
                     ),
                 ));
             }
@@ -539,7 +540,7 @@ impl Experiment {
                 ));
             }
             if exp.dataset.reader == "shapes" {
-                crate::samples::split_of(&r.split).map_err(|e| {
+                split_of(&r.split).map_err(|e| {
                     err(
                         at("split"),
                         e.replace("dataset.split", "metrics.roar.split"),
@@ -697,7 +698,7 @@ impl Experiment {
     /// `devices` as written: names, `cpu` or `auto` (a string may list several, comma-separated).
     pub fn device_names(&self) -> Result<Vec<String>, String> {
         Ok(match &self.devices {
-            toml::Value::String(s) => crate::devices::split_list(s),
+            toml::Value::String(s) => m2ib_clip::devices::split_list(s),
             toml::Value::Array(a) => a
                 .iter()
                 .map(|v| {
@@ -716,7 +717,7 @@ impl Experiment {
 
     /// Device names to run on (one per worker) and, for `auto`, what it chose and why.
     pub fn device_list(&self) -> Result<(Vec<String>, Option<String>), String> {
-        crate::devices::resolve(&self.device_names()?, self.workers)
+        m2ib_clip::devices::resolve(&self.device_names()?, self.workers)
     }
 }
 
@@ -789,33 +790,9 @@ fn product(table: &toml::Table) -> Vec<Map<String, Value>> {
     cells
 }
 
-/// The registry's parameters for a cell. M2IB takes flat keys: `layer`/`image_layer`/
-/// `text_layer`, `beta`, `sigma` or `var`, `steps`, `copies` (both modalities unless prefixed).
+/// The registry's parameters for a cell (its flat keys translated by the method).
 pub fn method_params(cell: &Cell) -> Value {
-    if cell.method != "m2ib" {
-        return cell.params.clone();
-    }
-    let p = cell.params.as_object().cloned().unwrap_or_default();
-    let mut image = Map::new();
-    let mut text = Map::new();
-    for (k, v) in &p {
-        let (target, key): (Vec<&mut Map<String, Value>>, &str) =
-            if let Some(x) = k.strip_prefix("image_") {
-                (vec![&mut image], x)
-            } else if let Some(x) = k.strip_prefix("text_") {
-                (vec![&mut text], x)
-            } else {
-                (vec![&mut image, &mut text], k.as_str())
-            };
-        for t in target {
-            if key == "var" {
-                t.insert("sigma".into(), json!(v.as_f64().map(f64::sqrt)));
-            } else {
-                t.insert(key.to_string(), v.clone());
-            }
-        }
-    }
-    json!({"image": image, "text": text})
+    m2ib_attribution::registry::params_from_flat(&cell.method, &cell.params)
 }
 
 pub fn method_from_cell(cell: &Cell) -> Result<Box<dyn m2ib_attribution::Attributor>, String> {
@@ -987,4 +964,10 @@ n = 4
             assert!(e.to_string().starts_with("t.toml:"), "{e}");
         }
     }
+}
+
+/// A split by name (`dataset.split`, `metrics.roar.split`).
+pub fn split_of(s: &str) -> Result<m2ib_data::shapes::Split, String> {
+    m2ib_data::shapes::Split::from_name(s)
+        .ok_or_else(|| format!("`dataset.split` = {s:?}; allowed: train, tune, test"))
 }

@@ -1,15 +1,23 @@
-//! m2ib-runner: experiment TOML -> jobs -> a worker pool -> Parquet parts (DESIGN.md "Runner and
-//! results"), plus the embedded default's training (`tiny`).
+//! m2ib-runner: experiment TOML -> plan (jobs) -> a worker pool -> Parquet parts in a run
+//! directory (DESIGN.md "Runner and results"; README "Code layout" has the module map).
+//!
+//! Imports point one way: leaves (`seeds`, `bundled`, `defaults`) <- `experiment` <- `plan`,
+//! `validate` <- `rundir` <- `samples`, `rows`, `claims`, `store` <- `context`, `cache` <- `exec`
+//! <- `pool` <- `run`.
 
 pub mod bundled;
+pub mod cache;
 pub mod claims;
+pub mod context;
 pub mod defaults;
-pub mod dependent;
-pub mod devices;
+pub mod exec;
 pub mod experiment;
-pub mod explain;
-pub mod jobs;
+pub mod plan;
+pub mod pool;
+pub mod rows;
 pub mod run;
+pub mod rundir;
 pub mod samples;
+pub mod seeds;
 pub mod store;
-pub mod tiny;
+pub mod validate;

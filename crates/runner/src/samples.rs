@@ -1,23 +1,15 @@
 //! The experiment's samples: the dataset reader's rows, a subset per repeat, and each sample
 //! prepared for the model (decoded, preprocessed, tokenized, boxes mapped) with per-sample errors.
-use crate::experiment::DatasetSpec;
-use crate::jobs::hash64;
+use crate::experiment::{split_of, DatasetSpec, Experiment};
+use crate::plan::{Job, JobKind};
+use crate::seeds::{hash64, sample_seed};
+use m2ib_attribution::Batch;
 use m2ib_clip::{decode_image, Checkpoint, ClipTokenizer, Encoded, Preprocessor, Rgb8};
 use m2ib_data::readers::{cc, mscxr};
-use m2ib_data::shapes::{generate, render_without, Split};
+use m2ib_data::shapes::{generate, render_without};
 use m2ib_data::{ImageSource, Sample};
+use rayon::prelude::*;
 use tch::Tensor;
-
-pub fn split_of(s: &str) -> Result<Split, String> {
-    match s {
-        "train" => Ok(Split::Train),
-        "tune" => Ok(Split::Tune),
-        "test" => Ok(Split::Test),
-        _ => Err(format!(
-            "`dataset.split` = {s:?}; allowed: train, tune, test"
-        )),
-    }
-}
 
 /// `Sample::extra` key of a shapes scene's generator coordinates: `stream:split:index:absent`.
 pub const SCENE_KEY: &str = "shapes_scene";
@@ -307,4 +299,50 @@ pub fn prepare_cpu(
         present,
         interventions,
     })
+}
+
+/// A chunk's samples that loaded (with their seeds) and those that did not (id, seed, reason).
+pub struct Chunk {
+    pub prepared: Vec<(Prepared, u64)>,
+    pub failed: Vec<(String, u64, String)>,
+}
+
+/// Decodes, preprocesses and tokenizes the job's samples; CPU work in parallel.
+pub fn prepare_chunk(exp: &Experiment, ck: &Checkpoint, job: &Job, listed: &[Listed]) -> Chunk {
+    let (pre, tok) = (&ck.preprocessor, &ck.tokenizer);
+    let interventions = exp.metrics.intervention && job.kind == JobKind::Explain;
+    let results: Vec<(String, u64, Result<PreparedCpu, String>)> = job
+        .samples
+        .par_iter()
+        .map(|&i| {
+            let l = &listed[i];
+            let id = sample_id(l).to_string();
+            let seed = sample_seed(exp.seed, &id, job.repeat, &job.cell.method);
+            let p = l
+                .as_ref()
+                .map_err(|e| e.1.clone())
+                .and_then(|s| prepare_cpu(pre, tok, s, interventions));
+            (id, seed, p)
+        })
+        .collect();
+    let mut chunk = Chunk {
+        prepared: vec![],
+        failed: vec![],
+    };
+    for (id, seed, p) in results {
+        match p {
+            Ok(p) => chunk.prepared.push((p.finish(pre), seed)),
+            Err(e) => chunk.failed.push((id, seed, e)),
+        }
+    }
+    chunk
+}
+
+pub fn batch_of(ck: &Checkpoint, prepared: &[(Prepared, u64)]) -> Batch {
+    let px: Vec<Tensor> = prepared
+        .iter()
+        .map(|(p, _)| p.pixels.shallow_clone())
+        .collect();
+    let enc: Vec<_> = prepared.iter().map(|(p, _)| p.encoded.clone()).collect();
+    Batch::new(ck, &px, &enc, prepared.iter().map(|(_, s)| *s).collect())
 }

@@ -1,54 +1,10 @@
 //! The results store: long-format Parquet parts, one per finished job, written atomically (temp
 //! file + rename, so a killed write leaves no part a merge would read); a rerun skips jobs whose
 //! part exists.
+use crate::rows::Row;
+use crate::rundir::{temp_beside, RunDir};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
-
-/// One result row (DESIGN.md "Runner and results" columns).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Row {
-    pub experiment: String,
-    pub job_id: String,
-    pub model: String,
-    pub dataset: String,
-    pub split: String,
-    pub sample_id: Option<String>,
-    pub method: String,
-    /// The method table's name (`m2ib-tuned`); the method itself for an unlabelled table.
-    pub label: String,
-    pub params: String,
-    /// The block as written (`"9"`, `"-2"`) or `"embeddings"` (a string so that one column
-    /// holds both; null for methods without a layer).
-    pub layer: Option<String>,
-    pub beta: Option<f64>,
-    pub sigma: Option<f64>,
-    pub var: Option<f64>,
-    pub modality: String,
-    pub metric: String,
-    pub metric_variant: String,
-    pub step: Option<i64>,
-    pub repeat: i64,
-    pub seed: u64,
-    pub split_seed: u64,
-    pub value: Option<f64>,
-    pub error: Option<String>,
-    pub wall_ms: f64,
-    pub device: String,
-    pub threads: i64,
-    pub git_revision: String,
-}
-
-pub fn results_dir(out: &Path) -> PathBuf {
-    out.join("results")
-}
-
-pub fn part_path(out: &Path, job_id: &str) -> PathBuf {
-    results_dir(out).join(format!("{job_id}.parquet"))
-}
-
-pub fn is_done(out: &Path, job_id: &str) -> bool {
-    part_path(out, job_id).exists()
-}
 
 /// A writer whose Parquet older readers open. polars describes strings as Arrow's string_view in
 /// the file's `ARROW:schema` key, which pyarrow before 15 rejects (`Unrecognized type: 24`); the
@@ -99,44 +55,18 @@ pub fn to_frame(rows: &[Row]) -> PolarsResult<DataFrame> {
     )
 }
 
-/// A temp-file name beside `path`, unique per process and call: workers of one run may write the
-/// same cache file at once (a dependency computed on the spot, the sanity step names), and each
-/// must rename its own complete file.
-pub fn temp_beside(path: &Path) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Host and pid in the name: a later run can tell a dead writer's leftovers (claims::sweep_temps).
-    path.with_file_name(format!(
-        ".{name}.tmp-{}-{}-{n}",
-        crate::claims::hostname(),
-        std::process::id()
-    ))
-}
-
-/// Writes `bytes` to `path` through a temp file beside it and a rename (readers never see half).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temp_beside(path);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// Writes one job's rows as `results/<job_id>.parquet`, atomically.
-pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
-    let dir = results_dir(out);
-    std::fs::create_dir_all(&dir)?;
+pub fn write_part(dir: &RunDir, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
+    std::fs::create_dir_all(dir.results())?;
     let mut df = to_frame(rows)?;
-    let tmp = temp_beside(&part_path(out, job_id));
+    let tmp = temp_beside(&dir.part(job_id));
     {
         let mut f = std::fs::File::create(&tmp)?;
         compatible_writer(&mut f, &df).finish(&mut df)?;
         // On disk before the rename makes it visible (a crash leaves no empty part).
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, part_path(out, job_id))?;
+    std::fs::rename(&tmp, dir.part(job_id))?;
     Ok(())
 }
 
@@ -145,7 +75,7 @@ pub fn write_part(out: &Path, job_id: &str, rows: &[Row]) -> PolarsResult<()> {
 pub fn read_all(dirs: &[PathBuf]) -> PolarsResult<DataFrame> {
     let mut frames = vec![];
     for d in dirs {
-        let Ok(entries) = std::fs::read_dir(results_dir(d)) else {
+        let Ok(entries) = std::fs::read_dir(RunDir::new(d).results()) else {
             continue;
         };
         let mut paths: Vec<PathBuf> = entries
@@ -195,84 +125,15 @@ fn conform(mut df: DataFrame) -> PolarsResult<DataFrame> {
     Ok(df)
 }
 
-/// `jobs.json`: the jobs of the experiment as last run into `out` (every shard's).
-pub fn jobs_path(out: &Path) -> PathBuf {
-    out.join("jobs.json")
-}
-
-/// One entry of `jobs.json` (runs before this format wrote bare ids; those read with kind "?").
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct JobEntry {
-    pub id: String,
-    pub kind: String,
-    pub label: String,
-    pub repeat: usize,
-    pub chunk: usize,
-}
-
-impl JobEntry {
-    /// Jobs that write a result part (the others cache maps or clean losses for them).
-    pub fn writes_results(&self) -> bool {
-        !matches!(self.kind.as_str(), "roar-maps" | "roar-clean")
-    }
-}
-
-/// The jobs listed in `out/jobs.json`, or None when the folder has none.
-pub fn read_jobs(out: &Path) -> PolarsResult<Option<Vec<JobEntry>>> {
-    let Ok(text) = std::fs::read_to_string(jobs_path(out)) else {
-        return Ok(None);
-    };
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Listed {
-        Entries(Vec<JobEntry>),
-        Ids(Vec<String>),
-    }
-    let listed: Listed = serde_json::from_str(&text)
-        .map_err(|e| polars_err!(ComputeError: "{}: {e}", jobs_path(out).display()))?;
-    Ok(Some(match listed {
-        Listed::Entries(e) => e,
-        Listed::Ids(ids) => ids
-            .into_iter()
-            .map(|id| JobEntry {
-                id,
-                kind: "?".into(),
-                label: "?".into(),
-                repeat: 0,
-                chunk: 0,
-            })
-            .collect(),
-    }))
-}
-
-/// The listed jobs that should have written a result part and have not (another shard's, or
-/// killed, or failed as a whole).
-pub fn missing_jobs(out: &Path) -> PolarsResult<Vec<JobEntry>> {
-    Ok(read_jobs(out)?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|j| is_missing(out, j))
-        .collect())
-}
-
-/// Whether a listed job should have written a result part and has not.
-pub fn is_missing(out: &Path, j: &JobEntry) -> bool {
-    if j.kind == "?" {
-        // Old jobs.json (bare ids): any output of the job counts.
-        let maps = out.join("maps");
-        return !is_done(out, &j.id)
-            && !maps.join(format!("{}.safetensors", j.id)).exists()
-            && !maps.join(format!("{}.clean.json", j.id)).exists();
-    }
-    j.writes_results() && !is_done(out, &j.id)
-}
-
 /// The parts of the experiment's current jobs only: after the TOML changed, parts of jobs that
 /// no longer exist stay on disk (a rerun may need them back) but are not reported. Returns the
 /// frame and the number of rows left out.
 pub fn read_current(out: &Path) -> PolarsResult<(DataFrame, usize)> {
     let df = read_all(&[out.to_path_buf()])?;
-    let Some(jobs) = read_jobs(out)? else {
+    let Some(jobs) = RunDir::new(out)
+        .read_jobs()
+        .map_err(|e| polars_err!(ComputeError: "{e}"))?
+    else {
         return Ok((df, 0));
     };
     let ids: std::collections::HashSet<String> = jobs.into_iter().map(|j| j.id).collect();

@@ -9,15 +9,9 @@ use m2ib_metrics::calibration::{image_map, text_scores, Reference};
 use m2ib_metrics::confidence::{image_change, text_change, TextProtocol};
 use m2ib_runner::experiment::DatasetSpec;
 use m2ib_runner::samples::{list, prepare};
-use std::path::PathBuf;
 use tch::{Device, Tensor};
 
-fn model_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../data/tiny-shapes-clip")
-}
+use m2ib_testkit::tiny_model as model_dir;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Map {
@@ -91,13 +85,15 @@ fn oracle_beats_random_beats_inverted_oracle_on_confidence_drop() {
             let pool = ids.len() - 1;
             text_drop[k] += text_change(
                 &ck.model,
-                ids,
+                &m2ib_metrics::confidence::Caption {
+                    ids: ids,
+                    pool: pool,
+                    text_mask_id: t.pad_id,
+                    end_id: t.end_id,
+                },
                 &scores,
                 &img_e.get(0),
                 TextProtocol::Official,
-                t.pad_id,
-                t.end_id,
-                pool,
             )
             .unwrap()
             .drop();

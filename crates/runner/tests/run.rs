@@ -7,10 +7,7 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
 fn experiment(dir: &Path, workers: usize) -> PathBuf {
-    let ckpt = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../clip/tests/golden/ckpt_b");
+    let ckpt = m2ib_testkit::clip_golden().join("ckpt_b");
     let toml = format!(
         r#"
 name = "t"
@@ -44,11 +41,7 @@ confidence = ["official", "padded"]
     p
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("m2ib-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use m2ib_testkit::tmp;
 
 /// The columns that must not depend on how the run was split up.
 fn values(dirs: &[PathBuf]) -> DataFrame {

@@ -1,7 +1,8 @@
 //! A write killed mid-file leaves no part that `read_all` / `m2ib merge` would read: a child
 //! process writes large parts in a loop and is SIGKILLed at several moments; every part that
 //! is visible afterwards is complete, and temp files are ignored.
-use m2ib_runner::store::{read_all, write_part, Row};
+use m2ib_runner::rows::Row;
+use m2ib_runner::store::{read_all, write_part};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,12 @@ fn writer_child() {
     };
     let dir = PathBuf::from(dir);
     for job in 0.. {
-        write_part(&dir, &format!("{job:04}"), &rows(job)).unwrap();
+        write_part(
+            &m2ib_runner::rundir::RunDir::new(&dir),
+            &format!("{job:04}"),
+            &rows(job),
+        )
+        .unwrap();
     }
 }
 

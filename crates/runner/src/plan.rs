@@ -1,34 +1,11 @@
-//! Seeds and job ids (DESIGN.md "Runner and results"). sample_seed = f(experiment seed, sample
-//! id, repeat, method): hyper-parameters are NOT in it, so the cells of a grid share noise.
-//! job_id = hash(weights, dataset + subset, method, canonical params, metric options, repeat,
-//! chunk): device and git revision are not in it.
-use crate::experiment::{Cell, Experiment};
-use serde_json::Value;
-
-/// 64 bits of sha1 over the parts joined by a separator.
-pub fn hash64(parts: &[&str]) -> u64 {
-    let d = sha1_smol::Sha1::from(parts.join("\u{1f}")).digest().bytes();
-    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
-}
-
-pub fn sample_seed(experiment_seed: u64, sample_id: &str, repeat: usize, method: &str) -> u64 {
-    hash64(&[
-        &experiment_seed.to_string(),
-        sample_id,
-        &repeat.to_string(),
-        method,
-    ])
-}
-
-/// The subset seed of a repeat (a new subset per repeat).
-pub fn split_seed(dataset_seed: u64, repeat: usize) -> u64 {
-    hash64(&["subset", &dataset_seed.to_string(), &repeat.to_string()])
-}
-
-/// JSON with sorted keys (serde_json's map is sorted), so equal params hash equally.
-pub fn canonical(v: &Value) -> String {
-    serde_json::to_string(v).expect("json")
-}
+//! An experiment resolved against its model and expanded into jobs (DESIGN.md "Runner and
+//! results"). job_id = hash(weights, dataset + subset, method, canonical params, metric options,
+//! repeat, chunk): device and git revision are not in it.
+use crate::experiment::{Cell, DatasetSpec, Experiment};
+use crate::seeds::{canonical, id_of};
+use anyhow::Context;
+use m2ib_clip::ClipConfig;
+use std::path::Path;
 
 /// What a job does. Explain jobs and the ROAR+ map jobs run first; sanity, the shared clean
 /// ROAR+ fine-tuning and then the per-method ROAR+ scores depend on their cached outputs.
@@ -80,7 +57,7 @@ pub struct Job {
     pub deps: Vec<Job>,
 }
 
-fn dataset_key(d: &crate::experiment::DatasetSpec) -> String {
+fn dataset_key(d: &DatasetSpec) -> String {
     format!(
         "{}:{}:{}:{}:{}:{:?}",
         d.reader, d.split, d.n, d.seed, d.absent, d.file
@@ -92,10 +69,6 @@ fn chunks(n: usize, size: usize) -> Vec<Vec<usize>> {
         .step_by(size)
         .map(|s| (s..(s + size).min(n)).collect())
         .collect()
-}
-
-fn id_of(parts: &[&str]) -> String {
-    format!("{:016x}", hash64(parts))
 }
 
 /// Every job of the experiment: cells x repeats x chunks, plus the dependent ROAR+ and sanity
@@ -243,4 +216,86 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
         return Err(format!("--shard {s:?}: need 0 <= k < n"));
     }
     Ok((k, n))
+}
+
+/// The first 16 hex digits of the weights file's sha1 (part of every job id).
+fn weights_hash(dir: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(dir.join("model.safetensors"))
+        .with_context(|| format!("reading {}/model.safetensors", dir.display()))?;
+    Ok(sha1_smol::Sha1::from(&bytes).digest().to_string()[..16].to_string())
+}
+
+/// An experiment resolved against its model and expanded into jobs.
+pub struct Plan {
+    pub exp: Experiment,
+    pub source: String,
+    pub defaults: crate::defaults::ModelDefaults,
+    /// Per method and key: where the setting came from.
+    pub settings_sources:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    pub options: m2ib_clip::ModelOptions,
+    pub weights: String,
+    pub jobs: Vec<Job>,
+}
+
+/// Loads, resolves (model defaults beneath the experiment) and validates an experiment, and
+/// lists its jobs; `seed` replaces the experiment's seed.
+pub fn plan(path: &Path, seed: Option<u64>) -> anyhow::Result<Plan> {
+    let (mut exp, source) = Experiment::load(path)?;
+    if let Some(seed) = seed {
+        exp.seed = seed;
+    }
+    let file = path.display().to_string();
+    let config = ClipConfig::from_file(&exp.model.path.join("config.json"))?;
+    let defaults = crate::defaults::load(&exp.model.path, &config).map_err(anyhow::Error::msg)?;
+    let settings_sources = exp
+        .apply_model_defaults(&defaults, &source)
+        .map_err(anyhow::Error::msg)?;
+    crate::validate::validate_layers(&exp, &source, &file, &config, &defaults.origin)?;
+    let options = exp.model.options().map_err(anyhow::Error::msg)?;
+    // Options change every output, so they are part of every job id.
+    let weights = format!(
+        "{}:{}",
+        weights_hash(&exp.model.path)?,
+        serde_json::to_string(&options)?
+    );
+    let jobs = jobs(&exp, &weights, exp.dataset.n);
+    Ok(Plan {
+        exp,
+        source,
+        defaults,
+        settings_sources,
+        options,
+        weights,
+        jobs,
+    })
+}
+
+impl Plan {
+    /// `m2ib run --dry-run`: the job counts and one line per job of this shard.
+    pub fn print_jobs(&self, mine: &[Job], done: usize) {
+        let (exp, all) = (&self.exp, &self.jobs);
+        let explain = all.iter().filter(|j| j.kind == JobKind::Explain).count();
+        println!(
+            "{} jobs: {explain} explain ({} cells x {} repeats x {} chunks), {} dependent (ROAR+, sanity); {} in this shard, {} already done",
+            all.len(),
+            exp.cells().len(),
+            exp.repeats,
+            exp.dataset.n.div_ceil(exp.chunk_size),
+            all.len() - explain,
+            mine.len(),
+            done
+        );
+        for j in mine {
+            println!(
+                "{}  {:<10} {:<12} repeat {} chunk {}  {}",
+                j.id,
+                j.kind.name(),
+                j.cell.name(),
+                j.repeat,
+                j.chunk,
+                canonical(&j.cell.params)
+            );
+        }
+    }
 }

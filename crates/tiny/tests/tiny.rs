@@ -4,17 +4,13 @@
 use m2ib_clip::train::{contrastive_loss, train, TrainBatch, TrainConfig};
 use m2ib_clip::{ClipConfig, ClipModel, ClipTokenizer, Pooling};
 use m2ib_data::shapes::{Split, COLOURS, SHAPES};
-use m2ib_runner::tiny::{
+use m2ib_tiny::{
     also_true, content_bits, encode_all, generate_many, hf_init, normalise, scenes_to_u8,
     tiny_config, write_tokenizer,
 };
 use tch::{Device, Kind, Tensor};
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("m2ib-tiny-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use m2ib_testkit::tmp;
 
 #[test]
 fn end_token_has_the_highest_id_and_is_the_pooled_position() {

@@ -1,17 +1,13 @@
 //! The committed embedded default reproduces the quality recorded when it was trained
 //! (data/tiny-shapes-clip/training.json), and meets the gates of the shapes benchmark.
 use m2ib_clip::{Checkpoint, ClipTokenizer};
-use m2ib_runner::tiny::evaluate;
+use m2ib_tiny::evaluate;
 use serde_json::Value;
-use std::path::PathBuf;
 use tch::Device;
 
 #[test]
 fn committed_checkpoint_reproduces_its_recorded_scores() {
-    let dir = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../../data/tiny-shapes-clip");
+    let dir = m2ib_testkit::tiny_model();
     let recorded: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("training.json")).unwrap()).unwrap();
     let ck = Checkpoint::load(&dir, Device::Cpu).unwrap();

@@ -1,4 +1,4 @@
-//! The embedded default (`m2ib train-tiny`): trains — a small CLIP with the ViT-B/32 geometry
+//! m2ib-tiny, the embedded default (`m2ib train-tiny`): trains — a small CLIP with the ViT-B/32 geometry
 //! (224 px, 32-px patches, 7 x 7 grid) on the shapes benchmark, with a word-level tokenizer whose
 //! end token has the highest id — and measures its quality on the test split.
 use anyhow::Context;
@@ -145,26 +145,10 @@ pub fn generate_many(
     on_all_cores(range, |i| generate(seed, split, i, absent))
 }
 
-/// `f(i)` for every i of `range`, in order, on all cores.
+/// `f(i)` for every i of `range`, in order, on rayon's threads.
 pub fn on_all_cores<T: Send>(range: std::ops::Range<u64>, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2) as u64;
-    let chunk = (range.end - range.start).div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let lo = range.start + t * chunk;
-                let hi = (lo + chunk).min(range.end);
-                s.spawn(move || (lo..hi).map(f).collect::<Vec<_>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("generator thread"))
-            .collect()
-    })
+    use rayon::prelude::*;
+    range.into_par_iter().map(&f).collect()
 }
 
 /// (objects, named objects) of a scene as bit sets over the 7 x 6 colour-shape pairs.
@@ -296,7 +280,7 @@ pub fn evaluate(
         }
     }
     // Absent object: the true caption vs one named object replaced by an absent one.
-    let mut r = Rng::new(seed ^ 0xABCD);
+    let mut r = Rng::new(seed ^ m2ib_clip::rng::stream::TINY_ABSENT);
     // Fraction of (scene, negative caption) pairs whose image prefers its true caption.
     let prefers_true = |pairs: Vec<(usize, String)>| -> anyhow::Result<f64> {
         let idx = Tensor::from_slice(&pairs.iter().map(|p| p.0 as i64).collect::<Vec<_>>())
@@ -327,7 +311,7 @@ pub fn evaluate(
     let binding_pairs = pairs.len();
     let binding = prefers_true(pairs)?;
     // Re-binding (diagnostic): one named object's colour paired with another object's shape.
-    let mut r = Rng::new(seed ^ 0x3B1D);
+    let mut r = Rng::new(seed ^ m2ib_clip::rng::stream::TINY_REBIND);
     let mixed_binding = prefers_true(
         scenes
             .iter()
@@ -378,30 +362,33 @@ pub fn hf_init(model: &ClipModel, seed: u64) {
             return None;
         })
     };
-    m2ib_clip::rng::with_seed(m2ib_clip::rng::torch_seed(seed ^ 0x1417), || {
-        let mut names: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut v) in names {
-            let shape = v.size();
-            let value = if name == "logit_scale" {
-                Tensor::full(
-                    shape.as_slice(),
-                    c.logit_scale_init_value,
-                    (Kind::Float, Device::Cpu),
-                )
-            } else if let Some(std) = std_of(&name) {
-                Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * std
-            } else if name.ends_with("norm.weight")
-                || name.ends_with("norm1.weight")
-                || name.ends_with("norm2.weight")
-            {
-                Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
-            } else {
-                Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
-            };
-            tch::no_grad(|| v.copy_(&value));
-        }
-    });
+    m2ib_clip::rng::with_seed(
+        m2ib_clip::rng::torch_seed(seed ^ m2ib_clip::rng::stream::TINY_INIT),
+        || {
+            let mut names: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, mut v) in names {
+                let shape = v.size();
+                let value = if name == "logit_scale" {
+                    Tensor::full(
+                        shape.as_slice(),
+                        c.logit_scale_init_value,
+                        (Kind::Float, Device::Cpu),
+                    )
+                } else if let Some(std) = std_of(&name) {
+                    Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * std
+                } else if name.ends_with("norm.weight")
+                    || name.ends_with("norm1.weight")
+                    || name.ends_with("norm2.weight")
+                {
+                    Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
+                } else {
+                    Tensor::zeros(shape.as_slice(), (Kind::Float, Device::Cpu))
+                };
+                tch::no_grad(|| v.copy_(&value));
+            }
+        },
+    );
 }
 
 pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
@@ -427,7 +414,7 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     eprintln!("train-tiny: generating {} training scenes...", args.pool);
     let scenes = generate_many(args.seed, Split::Train, 0..args.pool as u64, false);
     let pool_u8 = scenes_to_u8(&scenes);
-    let mut r = Rng::new(args.seed ^ 0x5EED);
+    let mut r = Rng::new(args.seed ^ m2ib_clip::rng::stream::TINY_ORDER);
     let captions: Vec<String> = scenes.iter().map(|s| s.caption.clone()).collect();
     let bits: Vec<(u64, u64)> = scenes.iter().map(content_bits).collect();
     let caption_kinds: Vec<HardNegative> = args
@@ -487,7 +474,7 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     )?);
     // Without a terminal the bar is hidden: log a line every 100 steps instead.
     let log_lines = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut pick = Rng::new(args.seed ^ 0xBA7C);
+    let mut pick = Rng::new(args.seed ^ m2ib_clip::rng::stream::TINY_BATCH);
     let take = |t: &TextInput, idx: &Tensor| TextInput {
         ids: t.ids.index_select(0, idx).to_device(device),
         attention_mask: t.attention_mask.index_select(0, idx).to_device(device),

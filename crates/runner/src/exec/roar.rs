@@ -1,26 +1,34 @@
-//! Jobs that depend on other jobs' cached output (DESIGN.md "Runner and results"): ROAR+ (the
-//! shared clean fine-tuning of a repeat, then one score per method configuration from the cached
-//! maps of the training pairs) and the sanity cascade against an explain job's cached maps.
-//! A dependency missing from the cache (another shard's job) is computed on the spot.
-use crate::explain::{batch_of, maps_of, prepare_chunk, value_row, Chunk, Source};
-use crate::jobs::{hash64, split_seed, Job, JobKind};
-use crate::run::RunContext;
+//! ROAR+ jobs (DESIGN.md "Runner and results"): a method's maps of the training pairs (cached),
+//! the shared clean fine-tunings of a repeat (cached), then one score per method configuration
+//! and repeat. A dependency missing from the cache (another shard's job) is computed on the spot.
+use crate::cache::{maps_of, Source};
+use crate::context::RunContext;
+use crate::plan::{Job, JobKind};
+use crate::rows::{value_row, Row};
+use crate::rundir::write_atomic;
 use crate::samples::Listed;
-use crate::store::Row;
+use crate::samples::{batch_of, prepare_chunk, Chunk};
+use crate::seeds::roar_seed;
 use anyhow::Context;
+use m2ib_attribution::perturb::content_of;
 use m2ib_attribution::Attribution;
-use m2ib_clip::{Checkpoint, ClipModel};
+use m2ib_clip::Checkpoint;
 use m2ib_metrics::roar::{roar_clean, roar_degraded, CleanLoss, RoarConfig, RoarData, RoarMaps};
-use m2ib_metrics::MetricError;
-use std::path::{Path, PathBuf};
 use tch::Tensor;
 
-/// A fresh copy of the worker's model (fine-tuning and randomisation change weights in place).
-fn copy_model(ck: &Checkpoint) -> Result<ClipModel, MetricError> {
-    let mut m = ClipModel::new(ck.model.config.clone(), ck.model.device());
-    m.vs.copy(&ck.model.vs)?;
-    m.vs.freeze();
-    Ok(m)
+/// A chunk of ROAR+ training pairs explained and cached (maps only; the ROAR+ job scores them).
+/// Returns the number of pairs that failed to load.
+pub fn roar_maps_job(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<usize> {
+    let chunk = prepare_chunk(ctx.exp, ck, job, &ctx.roar_listed[job.repeat]);
+    if !chunk.prepared.is_empty() {
+        let batch = batch_of(ck, &chunk.prepared);
+        let source = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
+        if let Err(e) = maps_of(&ctx.dir, ck, job, &source, &chunk, &batch)? {
+            // The ROAR+ job reports it (computing again finds the same failure).
+            eprintln!("roar maps of job {}: {e}", job.id);
+        }
+    }
+    Ok(chunk.failed.len())
 }
 
 fn roar_config(ctx: &RunContext, repeat: usize) -> RoarConfig {
@@ -30,19 +38,7 @@ fn roar_config(ctx: &RunContext, repeat: usize) -> RoarConfig {
         .roar
         .as_ref()
         .expect("roar jobs need [metrics.roar]");
-    spec.config(hash64(&[
-        "roar",
-        &ctx.exp.seed.to_string(),
-        &repeat.to_string(),
-    ]))
-}
-
-fn clean_path(out: &Path, job_id: &str) -> PathBuf {
-    out.join("maps").join(format!("{job_id}.clean.json"))
-}
-
-pub fn is_clean_done(out: &Path, job_id: &str) -> bool {
-    clean_path(out, job_id).exists()
+    spec.config(roar_seed(ctx.exp.seed, repeat))
 }
 
 /// Every pair of a ROAR+ listing as one chunk (samples that fail to load are left out).
@@ -78,13 +74,7 @@ fn roar_data(ck: &Checkpoint, train: &Chunk, val: &Chunk) -> RoarData {
         ),
         ids: all().map(|(p, _)| p.encoded.ids.clone()).collect(),
         content: all()
-            .map(|(p, _)| {
-                p.encoded
-                    .ids
-                    .iter()
-                    .map(|&i| Some(i) != t.start_id && i != t.end_id)
-                    .collect()
-            })
+            .map(|(p, _)| content_of(&p.encoded.ids, t.start_id, t.end_id))
             .collect(),
         end_id: t.end_id,
         pad_id: t.pad_id,
@@ -94,7 +84,7 @@ fn roar_data(ck: &Checkpoint, train: &Chunk, val: &Chunk) -> RoarData {
 
 /// The clean losses of a repeat: cached JSON, or fine-tune now and cache (atomically).
 fn clean_losses(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<Vec<CleanLoss>> {
-    let path = clean_path(ctx.out, &job.id);
+    let path = ctx.dir.clean_losses(&job.id);
     if path.exists() {
         let s = std::fs::read_to_string(&path)?;
         return serde_json::from_str(&s).with_context(|| format!("reading {}", path.display()));
@@ -107,12 +97,12 @@ fn clean_losses(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<
     );
     let val = roar_val_pairs(ctx, ck, job);
     let clean = roar_clean(
-        &|| copy_model(ck),
+        &|| Ok(ck.model.try_clone()?),
         &roar_data(ck, &chunk, &val),
         &roar_config(ctx, job.repeat),
     )?;
-    std::fs::create_dir_all(path.parent().expect("maps dir"))?;
-    crate::store::write_atomic(&path, serde_json::to_string_pretty(&clean)?.as_bytes())?;
+    std::fs::create_dir_all(ctx.dir.maps_dir())?;
+    write_atomic(&path, serde_json::to_string_pretty(&clean)?.as_bytes())?;
     Ok(clean)
 }
 
@@ -152,15 +142,15 @@ pub fn roar_job(
         match dep.kind {
             JobKind::RoarMaps => {
                 // Another process may be computing it: wait for it rather than do it twice.
-                let claim = ctx.claims.claim_when_missing(&dep.id, || {
-                    crate::explain::maps_path(ctx.out, &dep.id).exists()
-                })?;
+                let claim = ctx
+                    .claims
+                    .claim_when_missing(&dep.id, || ctx.dir.maps(&dep.id).exists())?;
                 let chunk = prepare_chunk(ctx.exp, ck, dep, listed);
                 if chunk.prepared.is_empty() {
                     continue;
                 }
                 let batch = batch_of(ck, &chunk.prepared);
-                let maps = maps_of(ctx.out, ck, dep, &method, &chunk, &batch)?;
+                let maps = maps_of(&ctx.dir, ck, dep, &method, &chunk, &batch)?;
                 if claim.is_some() {
                     ctx.claims.record(&dep.id, "roar-maps (on the spot)");
                 }
@@ -174,7 +164,7 @@ pub fn roar_job(
             JobKind::RoarClean => {
                 let claim = ctx
                     .claims
-                    .claim_when_missing(&dep.id, || is_clean_done(ctx.out, &dep.id))?;
+                    .claim_when_missing(&dep.id, || ctx.dir.clean_losses(&dep.id).exists())?;
                 clean = Some(clean_losses(ctx, ck, dep)?);
                 if claim.is_some() {
                     ctx.claims.record(&dep.id, "roar-clean (on the spot)");
@@ -215,7 +205,7 @@ pub fn roar_job(
                 text: Some(atts.iter().map(|a| a.text.clone()).collect()),
             }
         };
-        match roar_degraded(&|| copy_model(ck), &data, &maps, &cfg, &clean) {
+        match roar_degraded(&|| Ok(ck.model.try_clone()?), &data, &maps, &cfg, &clean) {
             Err(e) => rows.push(error_row(m, e.to_string())),
             Ok(reps) => {
                 for r in reps {
@@ -255,119 +245,4 @@ pub fn roar_job(
 
 fn variant(fraction: f64) -> String {
     format!("top{}", (fraction * 100.0).round())
-}
-
-/// The randomisation steps' names, for the report's x axis (`maps/sanity-steps.json`).
-pub fn sanity_steps_path(out: &Path) -> PathBuf {
-    out.join("maps").join("sanity-steps.json")
-}
-
-/// Sanity rows of one chunk: per randomisation step and sample, Spearman (image, text) and SSIM
-/// (image) against the cached maps; the noise floor (two method seeds, intact model) with no step.
-pub fn sanity_job(
-    ctx: &RunContext,
-    ck: &Checkpoint,
-    job: &Job,
-    base: &Row,
-) -> anyhow::Result<Vec<Row>> {
-    let source = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
-    let Source::Method(method) = &source else {
-        anyhow::bail!("sanity jobs are for attribution methods, not calibration references");
-    };
-    let params = method.params();
-    let dep = job
-        .deps
-        .first()
-        .context("sanity job without its explain job")?;
-    let chunk = prepare_chunk(ctx.exp, ck, dep, &ctx.listed[job.repeat]);
-    let mut rows = vec![];
-    let err_rows = |rows: &mut Vec<Row>, id: &str, seed: u64, e: &str| {
-        for (m, v) in [
-            ("image", "spearman"),
-            ("image", "ssim"),
-            ("text", "spearman"),
-        ] {
-            let b = Row {
-                sample_id: Some(id.to_string()),
-                metric: "sanity".into(),
-                metric_variant: v.into(),
-                seed,
-                ..base.clone()
-            };
-            rows.push(value_row(&b, &params, m, Err(e.to_string())));
-        }
-    };
-    for (id, seed, e) in &chunk.failed {
-        err_rows(&mut rows, id, *seed, e);
-    }
-    if chunk.prepared.is_empty() {
-        return Ok(rows);
-    }
-    let batch = batch_of(ck, &chunk.prepared);
-    let claim = ctx.claims.claim_when_missing(&dep.id, || {
-        crate::explain::maps_path(ctx.out, &dep.id).exists()
-    })?;
-    let original = maps_of(ctx.out, ck, dep, &source, &chunk, &batch)?;
-    drop(claim);
-    let original = match original {
-        Ok(a) => a,
-        Err(e) => {
-            for (p, s) in &chunk.prepared {
-                err_rows(&mut rows, &p.id, *s, &e);
-            }
-            return Ok(rows);
-        }
-    };
-    let model = copy_model(ck)?;
-    let names: Vec<String> = m2ib_clip::randomize::randomization_steps(&model)
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let seed = split_seed(ctx.exp.seed ^ 0x5A17, job.repeat);
-    let curve =
-        match m2ib_metrics::sanity::sanity_against(&original, model, method.as_ref(), &batch, seed)
-        {
-            Ok(c) => c,
-            Err(e) => {
-                for (p, s) in &chunk.prepared {
-                    err_rows(&mut rows, &p.id, *s, &e.to_string());
-                }
-                return Ok(rows);
-            }
-        };
-    let steps_file = sanity_steps_path(ctx.out);
-    if !steps_file.exists() {
-        crate::store::write_atomic(&steps_file, serde_json::to_string(&names)?.as_bytes())?;
-    }
-    let push = |rows: &mut Vec<Row>,
-                k: usize,
-                step: Option<i64>,
-                metric: &str,
-                s: &m2ib_metrics::sanity::Similarity| {
-        let (p, seed) = &chunk.prepared[k];
-        for (m, v, x) in [
-            ("image", "spearman", s.image_spearman),
-            ("image", "ssim", s.image_ssim),
-            ("text", "spearman", s.text_spearman),
-        ] {
-            let b = Row {
-                sample_id: Some(p.id.clone()),
-                metric: metric.into(),
-                metric_variant: v.into(),
-                step,
-                seed: *seed,
-                ..base.clone()
-            };
-            rows.push(value_row(&b, &params, m, Ok(x)));
-        }
-    };
-    for (k, s) in curve.noise_floor.iter().enumerate() {
-        push(&mut rows, k, None, "sanity_noise_floor", s);
-    }
-    for (i, step) in curve.steps.iter().enumerate() {
-        for (k, s) in step.similarity.iter().enumerate() {
-            push(&mut rows, k, Some(i as i64), "sanity", s);
-        }
-    }
-    Ok(rows)
 }

@@ -1,243 +1,21 @@
-//! Explain jobs: prepare a chunk of samples (decoding and preprocessing in parallel with rayon),
-//! get their maps from the map cache or compute and cache them atomically, then score the
-//! per-sample metrics (localization, confidence drop / increase) from those maps.
-use crate::experiment::{method_from_cell, Cell, Experiment};
-use crate::jobs::{sample_seed, Job};
-use crate::run::RunContext;
-use crate::samples::{prepare_cpu, sample_id, Listed, Prepared, PreparedCpu};
-use crate::store::Row;
-use anyhow::Context;
-use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
+//! Explain jobs: a chunk of samples' maps (from the map cache, or computed and cached), then the
+//! per-sample metrics (localization, confidence drop / increase, intervention) from those maps.
+use crate::cache::{maps_of, Source};
+use crate::context::RunContext;
+use crate::plan::Job;
+use crate::rows::{value_row, Row};
+use crate::samples::{batch_of, prepare_chunk, Prepared};
+use m2ib_attribution::{normalize_image, normalize_text, Attribution, Batch};
 use m2ib_clip::tokenizer::text_input;
 use m2ib_clip::Checkpoint;
-use m2ib_metrics::calibration::{self, Reference};
-use m2ib_metrics::confidence::{image_change, keep_top, text_change, TextProtocol};
+use m2ib_metrics::confidence::{image_change, keep_top, text_change, TextProtocol, KEEP_TOP25};
 use m2ib_metrics::intervention;
 use m2ib_metrics::localization::{iou, text_auroc, Threshold};
-use rayon::prelude::*;
-use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use tch::Tensor;
 
-/// A chunk's samples that loaded (with their seeds) and those that did not (id, seed, reason).
-pub struct Chunk {
-    pub prepared: Vec<(Prepared, u64)>,
-    pub failed: Vec<(String, u64, String)>,
-}
-
-/// Decodes, preprocesses and tokenizes the job's samples; CPU work in parallel.
-pub fn prepare_chunk(exp: &Experiment, ck: &Checkpoint, job: &Job, listed: &[Listed]) -> Chunk {
-    let (pre, tok) = (&ck.preprocessor, &ck.tokenizer);
-    let interventions = exp.metrics.intervention && job.kind == crate::jobs::JobKind::Explain;
-    let results: Vec<(String, u64, Result<PreparedCpu, String>)> = job
-        .samples
-        .par_iter()
-        .map(|&i| {
-            let l = &listed[i];
-            let id = sample_id(l).to_string();
-            let seed = sample_seed(exp.seed, &id, job.repeat, &job.cell.method);
-            let p = l
-                .as_ref()
-                .map_err(|e| e.1.clone())
-                .and_then(|s| prepare_cpu(pre, tok, s, interventions));
-            (id, seed, p)
-        })
-        .collect();
-    let mut chunk = Chunk {
-        prepared: vec![],
-        failed: vec![],
-    };
-    for (id, seed, p) in results {
-        match p {
-            Ok(p) => chunk.prepared.push((p.finish(pre), seed)),
-            Err(e) => chunk.failed.push((id, seed, e)),
-        }
-    }
-    chunk
-}
-
-pub fn batch_of(ck: &Checkpoint, prepared: &[(Prepared, u64)]) -> Batch {
-    let px: Vec<Tensor> = prepared
-        .iter()
-        .map(|(p, _)| p.pixels.shallow_clone())
-        .collect();
-    let enc: Vec<_> = prepared.iter().map(|(p, _)| p.encoded.clone()).collect();
-    Batch::new(ck, &px, &enc, prepared.iter().map(|(_, s)| *s).collect())
-}
-
-pub fn maps_path(out: &Path, job_id: &str) -> PathBuf {
-    out.join("maps").join(format!("{job_id}.safetensors"))
-}
-
-/// `maps/<job_id>.safetensors`: each sample's raw image map and token scores, written atomically.
-fn write_maps(out: &Path, job_id: &str, chunk: &Chunk, atts: &[Attribution]) -> anyhow::Result<()> {
-    let dir = out.join("maps");
-    std::fs::create_dir_all(&dir)?;
-    let mut named = vec![];
-    for ((p, _), a) in chunk.prepared.iter().zip(atts) {
-        named.push((format!("{}.image", p.id), a.image.shallow_clone()));
-        named.push((format!("{}.text", p.id), Tensor::from_slice(&a.text)));
-    }
-    let tmp = crate::store::temp_beside(&maps_path(out, job_id));
-    Tensor::write_safetensors(&named, &tmp)?;
-    std::fs::rename(&tmp, maps_path(out, job_id))?;
-    Ok(())
-}
-
-fn read_maps(
-    path: &Path,
-    chunk: &Chunk,
-    batch: &Batch,
-    params: &Value,
-) -> anyhow::Result<Vec<Attribution>> {
-    let named: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .with_context(|| format!("reading the map cache {}", path.display()))?
-        .into_iter()
-        .collect();
-    chunk
-        .prepared
-        .iter()
-        .enumerate()
-        .map(|(k, (p, _))| {
-            let get = |suffix: &str| {
-                named.get(&format!("{}.{suffix}", p.id)).with_context(|| {
-                    format!("{}: no {suffix} map for sample {}", path.display(), p.id)
-                })
-            };
-            Ok(Attribution {
-                image: get("image")?.shallow_clone(),
-                text: Vec::<f32>::try_from(get("text")?)?,
-                content: batch.content[k].clone(),
-                params: params.clone(),
-            })
-        })
-        .collect()
-}
-
-/// Where a cell's maps come from: an attribution method, or a calibration reference (oracle,
-/// random) made from the sample's ground truth or a seed — never a method: not in sanity jobs,
-/// `--method all`, bench or selection.
-pub enum Source {
-    Method(Box<dyn Attributor>),
-    Reference(Reference),
-}
-
-impl Source {
-    pub fn of(cell: &Cell) -> Result<Source, String> {
-        match Reference::from_name(&cell.method) {
-            Some(r) => Ok(Source::Reference(r)),
-            None => method_from_cell(cell).map(Source::Method),
-        }
-    }
-
-    pub fn params(&self) -> Value {
-        match self {
-            Source::Method(m) => m.params(),
-            Source::Reference(_) => Value::Object(Default::default()),
-        }
-    }
-
-    /// One attribution per prepared sample; a reference that lacks ground truth for a sample
-    /// fails the chunk (shapes samples always have it).
-    pub fn attribute(
-        &self,
-        ck: &Checkpoint,
-        chunk: &Chunk,
-        batch: &Batch,
-    ) -> Result<Vec<Attribution>, String> {
-        let r = match self {
-            Source::Method(m) => return m.attribute(&ck.model, batch).map_err(|e| e.to_string()),
-            Source::Reference(r) => *r,
-        };
-        chunk
-            .prepared
-            .iter()
-            .enumerate()
-            .map(|(k, (p, seed))| {
-                let (h, w) = (p.pixels.size()[1] as usize, p.pixels.size()[2] as usize);
-                let image = calibration::image_map(r, h, w, p.boxes.as_deref(), *seed)
-                    .map_err(|e| e.to_string())?;
-                let text =
-                    calibration::text_scores(r, p.encoded.ids.len(), p.present.as_deref(), *seed)
-                        .map_err(|e| e.to_string())?;
-                Ok(Attribution {
-                    image: Tensor::from_slice(&image).view([h as i64, w as i64]),
-                    text,
-                    content: batch.content[k].clone(),
-                    params: self.params(),
-                })
-            })
-            .collect()
-    }
-}
-
-/// The job's maps: from the cache when an earlier run (or shard) made them, otherwise computed
-/// now and cached. `Err` of the inner result: the method failed for the whole chunk.
-pub fn maps_of(
-    out: &Path,
-    ck: &Checkpoint,
-    job: &Job,
-    source: &Source,
-    chunk: &Chunk,
-    batch: &Batch,
-) -> anyhow::Result<Result<Vec<Attribution>, String>> {
-    let path = maps_path(out, &job.id);
-    if path.exists() {
-        return Ok(Ok(read_maps(&path, chunk, batch, &source.params())?));
-    }
-    match source.attribute(ck, chunk, batch) {
-        Err(e) => Ok(Err(e)),
-        Ok(atts) => {
-            write_maps(out, &job.id, chunk, &atts)?;
-            Ok(Ok(atts))
-        }
-    }
-}
-
-/// Per-row fields of the method's resolved parameters for one modality.
-pub fn hyper(params: &Value, modality: &str) -> (Option<String>, Option<f64>, Option<f64>) {
-    let p = params.get(modality).unwrap_or(params);
-    let layer = p
-        .get("layer")
-        .or_else(|| params.get(format!("{modality}_layer")))
-        .and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => n.as_i64().map(|l| l.to_string()),
-            _ => None,
-        });
-    (
-        layer,
-        p.get("beta").and_then(Value::as_f64),
-        p.get("sigma").and_then(Value::as_f64),
-    )
-}
-
-/// A metric value or the reason it has none; non-finite values become errors (never averaged).
-pub fn value_row(base: &Row, params: &Value, modality: &str, v: Result<f64, String>) -> Row {
-    let (layer, beta, sigma) = hyper(params, modality);
-    let (value, error) = match v {
-        Ok(v) if v.is_finite() => (Some(v), None),
-        Ok(v) => (None, Some(format!("non-finite value {v}"))),
-        Err(e) => (None, Some(e)),
-    };
-    Row {
-        modality: modality.to_string(),
-        layer,
-        beta,
-        sigma,
-        var: sigma.map(|s| s * s),
-        value,
-        error,
-        ..base.clone()
-    }
-}
-
-/// The image confidence variant that keeps only the map's top 25 % of pixels.
-pub const KEEP_TOP25: &str = "keep-top25";
-
 /// The (modality, metric, variant) triples an explain job scores.
-fn metric_list(exp: &Experiment) -> Vec<(&'static str, &'static str, String)> {
+fn metric_list(exp: &crate::experiment::Experiment) -> Vec<(&'static str, &'static str, String)> {
     let mut m = vec![];
     for mode in &exp.metrics.localization {
         m.push(("image", "localization_iou", mode.clone()));
@@ -295,7 +73,7 @@ pub fn explain_job(
         return Ok((rows, failed));
     }
     let batch = batch_of(ck, &chunk.prepared);
-    let atts = match maps_of(ctx.out, ck, job, &method, &chunk, &batch)? {
+    let atts = match maps_of(&ctx.dir, ck, job, &method, &chunk, &batch)? {
         Ok(a) => a,
         Err(e) => {
             for (p, s) in &chunk.prepared {
@@ -304,12 +82,7 @@ pub fn explain_job(
             return Ok((rows, failed + chunk.prepared.len()));
         }
     };
-    let (img_e, txt_e) = tch::no_grad(|| {
-        (
-            ck.model.image_features(&batch.pixels),
-            ck.model.text_features(&batch.text),
-        )
-    });
+    let (img_e, txt_e) = batch.clean_embeddings(&ck.model);
     for (k, ((p, seed), a)) in chunk.prepared.iter().zip(&atts).enumerate() {
         let mut sample_rows = vec![];
         let r = sample_metrics(
@@ -469,13 +242,15 @@ fn sample_metrics(
                 };
                 text_change(
                     &ck.model,
-                    ids,
+                    &m2ib_metrics::confidence::Caption {
+                        ids: ids,
+                        pool: pool,
+                        text_mask_id: batch.text_mask_id,
+                        end_id: ck.tokenizer.end_id,
+                    },
                     &a.text,
                     &img_e.get(k as i64),
                     protocol,
-                    batch.text_mask_id,
-                    ck.tokenizer.end_id,
-                    pool,
                 )
                 .map(|c| if m == "drop" { c.drop() } else { c.increase() })
                 .map_err(|e| e.to_string())
