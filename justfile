@@ -19,6 +19,11 @@ setup:
 test:
     {{run}} cargo test --workspace --no-fail-fast
 
+# Lints as the codebase keeps them: rustfmt, and clippy with every warning an error.
+lint:
+    {{run}} cargo fmt --all --check
+    {{run}} cargo clippy --workspace --all-targets -- -D warnings
+
 # Build the optimised `m2ib` binary.
 build:
     {{run}} cargo build --release -p m2ib-cli

@@ -29,18 +29,14 @@ impl Default for GradCam {
 
 /// Activation [B, T, D] at the attention input of `layer` and the embedding computed through it.
 fn observed(
-    layers: &[m2ib_clip::layers::EncoderLayer],
+    encoder: &m2ib_clip::layers::Encoder,
     h_before: Tensor,
     layer: usize,
     mask: Option<&Tensor>,
 ) -> (Tensor, Tensor) {
     // Weights are frozen: the block input must carry gradients for the activation to get one.
     let h_before = h_before.detach().set_requires_grad(true);
-    let mut act = None;
-    let (out, _) = layers[layer].forward_observed(&h_before, mask, false, &mut |a| {
-        act = Some(a.shallow_clone())
-    });
-    (act.expect("observed activation"), out)
+    encoder.block_observed(&h_before, layer, mask)
 }
 
 /// Grad-CAM over tokens: relu(sum_d mean_t(grad)[d] * act[t, d]) for each token t of `act`.
@@ -61,7 +57,7 @@ impl GradCam {
         } else {
             model.vision.prefix(&batch.pixels, vl - 1)
         };
-        let (act, out) = observed(&model.vision.layers, h, vl, None);
+        let (act, out) = observed(&model.vision.encoder, h, vl, None);
         let img = model.project_image(&model.vision.suffix(&out, vl));
         let txt = tch::no_grad(|| model.text_features(&batch.text));
         let score = cosine(&img, &txt, SCORE_EPS).sum(Kind::Float);
@@ -98,7 +94,7 @@ impl Attributor for GradCam {
         } else {
             model.text.prefix_from_embeddings(emb, &batch.text, tl - 1)
         };
-        let (act_t, out) = observed(&model.text.layers, h, tl, Some(&mask));
+        let (act_t, out) = observed(&model.text.encoder, h, tl, Some(&mask));
         let txt = model.project_text(&model.text.suffix(&out, tl, &batch.text));
         let img_fixed = tch::no_grad(|| model.image_features(&batch.pixels));
         let score = cosine(&txt, &img_fixed, SCORE_EPS).sum(Kind::Float);

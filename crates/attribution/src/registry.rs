@@ -158,3 +158,26 @@ pub fn row_fields(params: &Value, modality: &str) -> RowFields {
         sigma: p.get("sigma").and_then(Value::as_f64),
     }
 }
+
+/// M2IB's bottleneck block by the depth rule: three quarters up the tower (ViT-B/32's 12 blocks
+/// give block 9, the official setting), and never the last block (nothing after it to learn
+/// through).
+pub fn rule_layer(depth: usize) -> i64 {
+    let l = (0.75 * depth as f64).round() as i64;
+    l.min(depth as i64 - 2).max(0)
+}
+
+/// Each method's settings (flat keys) for a checkpoint that recommends none, from its towers'
+/// depths: the official evaluation's M2IB settings (beta 0.1, sigma 1) at `rule_layer` of each
+/// tower, Grad-CAM at the last block, Chefer's rule from the first block.
+pub fn depth_defaults(vision_depth: usize, text_depth: usize) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "m2ib",
+            json!({"image_layer": rule_layer(vision_depth), "text_layer": rule_layer(text_depth),
+                   "beta": 0.1, "sigma": 1.0}),
+        ),
+        ("gradcam", json!({"image_layer": -1, "text_layer": -1})),
+        ("chefer", json!({"start_layer": 0})),
+    ]
+}

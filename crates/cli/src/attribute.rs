@@ -464,11 +464,11 @@ fn explain_pairs(
     for &(k, (image, caption)) in pairs {
         let dir = args.out.join(pair_dir(k, image));
         let result = (|| -> anyhow::Result<()> {
-            let p = prepare(&ck, image, caption)?;
+            let p = prepare(ck, image, caption)?;
             std::fs::create_dir_all(&dir)?;
             let seed = splitmix64(args.seed ^ k as u64);
             let batch = Batch::new(
-                &ck,
+                ck,
                 std::slice::from_ref(&p.pixels),
                 std::slice::from_ref(&p.encoded),
                 vec![seed],

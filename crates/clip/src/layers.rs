@@ -8,6 +8,7 @@ use crate::config::Activation;
 pub const NO_DECAY: usize = 1;
 /// Optimizer group of the learnt temperature (no decay, its own learning rate).
 pub const LOGIT_SCALE_GROUP: usize = 2;
+use std::ops::Range;
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
@@ -59,7 +60,7 @@ impl LayerNorm {
     }
 }
 
-pub struct Attention {
+pub(crate) struct Attention {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
@@ -83,61 +84,45 @@ impl Attention {
     /// Attention of queries `q_in` [B, Q, D] over keys/values from `kv_in` [B, T, D]; `mask`
     /// additive, broadcastable to [B, heads, Q, T].
     pub fn forward_query(&self, q_in: &Tensor, kv_in: &Tensor, mask: Option<&Tensor>) -> Tensor {
-        let (b, t, d) = kv_in.size3().expect("attention input must be [B, T, D]");
-        let nq = q_in.size()[1];
-        let hd = d / self.heads;
-        let q = self
-            .q_proj
-            .forward(q_in)
-            .view([b, nq, self.heads, hd])
-            .transpose(1, 2);
-        let k = self
-            .k_proj
-            .forward(kv_in)
-            .view([b, t, self.heads, hd])
-            .transpose(1, 2);
-        let v = self
-            .v_proj
-            .forward(kv_in)
-            .view([b, t, self.heads, hd])
-            .transpose(1, 2);
-        let mut scores = q.matmul(&k.transpose(-1, -2)) * self.scale;
-        if let Some(m) = mask {
-            scores = scores + m;
-        }
-        let out = scores
-            .softmax(-1, Kind::Float)
-            .matmul(&v)
-            .transpose(1, 2)
-            .reshape([b, nq, d]);
-        self.out_proj.forward(&out)
+        self.attend(q_in, kv_in, mask).0
     }
 
-    /// `mask` is additive, broadcastable to [B, heads, T, T]. Returns the output and, when asked,
-    /// the attention probabilities [B, heads, T, T] (part of the autograd graph).
+    /// Self-attention; `mask` is additive, broadcastable to [B, heads, T, T]. Returns the output
+    /// and, when asked, the attention probabilities [B, heads, T, T] (part of the autograd graph).
     pub fn forward(
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
         want_probs: bool,
     ) -> (Tensor, Option<Tensor>) {
-        let (b, t, d) = x.size3().expect("attention input must be [B, T, D]");
+        let (out, probs) = self.attend(x, x, mask);
+        (out, want_probs.then_some(probs))
+    }
+
+    /// The output [B, Q, D] and the probabilities [B, heads, Q, T].
+    fn attend(&self, q_in: &Tensor, kv_in: &Tensor, mask: Option<&Tensor>) -> (Tensor, Tensor) {
+        let (b, t, d) = kv_in.size3().expect("attention input must be [B, T, D]");
+        let nq = q_in.size()[1];
         let hd = d / self.heads;
-        let split = |y: Tensor| y.view([b, t, self.heads, hd]).transpose(1, 2);
-        let q = split(self.q_proj.forward(x));
-        let k = split(self.k_proj.forward(x));
-        let v = split(self.v_proj.forward(x));
+        let heads = |y: Tensor, n: i64| y.view([b, n, self.heads, hd]).transpose(1, 2);
+        let q = heads(self.q_proj.forward(q_in), nq);
+        let k = heads(self.k_proj.forward(kv_in), t);
+        let v = heads(self.v_proj.forward(kv_in), t);
         let mut scores = q.matmul(&k.transpose(-1, -2)) * self.scale;
         if let Some(m) = mask {
-            scores = scores + m;
+            // Out of place (not `+=`): the scores are part of the autograd graph.
+            #[allow(clippy::assign_op_pattern)]
+            {
+                scores = scores + m;
+            }
         }
         let probs = scores.softmax(-1, Kind::Float);
-        let out = probs.matmul(&v).transpose(1, 2).reshape([b, t, d]);
-        (self.out_proj.forward(&out), want_probs.then_some(probs))
+        let out = probs.matmul(&v).transpose(1, 2).reshape([b, nq, d]);
+        (self.out_proj.forward(&out), probs)
     }
 }
 
-pub struct Mlp {
+pub(crate) struct Mlp {
     fc1: Linear,
     fc2: Linear,
     act: Activation,
@@ -157,8 +142,8 @@ impl Mlp {
 }
 
 /// One pre-LN block: h + attn(ln1(h)), then h + mlp(ln2(h)).
-pub struct EncoderLayer {
-    pub layer_norm1: LayerNorm,
+pub(crate) struct EncoderLayer {
+    layer_norm1: LayerNorm,
     self_attn: Attention,
     layer_norm2: LayerNorm,
     mlp: Mlp,
@@ -199,9 +184,7 @@ impl EncoderLayer {
         let out = &h + self.mlp.forward(&self.layer_norm2.forward(&h));
         (out, probs)
     }
-}
 
-impl EncoderLayer {
     /// The block's output at one position per row (`index` [B]), computing queries, the output
     /// projection and the MLP for that position only: what the last block before pooling needs.
     /// Keys and values still come from every position. Returns [B, D].
@@ -226,34 +209,6 @@ impl EncoderLayer {
     }
 }
 
-/// Runs layers `from..` and returns the final hidden state at `index` [B] only ([B, D]); the last
-/// block is computed for that position alone.
-pub fn run_layers_pooled(
-    layers: &[EncoderLayer],
-    h: Tensor,
-    from: usize,
-    mask: Option<&Tensor>,
-    index: &Tensor,
-) -> Tensor {
-    let depth = layers.len();
-    if from >= depth {
-        let (b, _, d) = h.size3().expect("[B, T, D]");
-        return h
-            .gather(1, &index.view([b, 1, 1]).expand([b, 1, d], false), false)
-            .squeeze_dim(1);
-    }
-    let h = run_layers(
-        layers,
-        h,
-        from,
-        depth - 1,
-        mask,
-        TraceRequest::default(),
-        &mut Trace::default(),
-    );
-    layers[depth - 1].forward_pooled(&h, mask, index)
-}
-
 /// What a tower run can record besides its output.
 #[derive(Default)]
 pub struct Trace {
@@ -269,25 +224,95 @@ pub struct TraceRequest {
     pub attentions: bool,
 }
 
-/// Runs layers `from..to` over `h`, recording into `trace` when asked.
-pub fn run_layers(
-    layers: &[EncoderLayer],
-    mut h: Tensor,
-    from: usize,
-    to: usize,
-    mask: Option<&Tensor>,
-    req: TraceRequest,
-    trace: &mut Trace,
-) -> Tensor {
-    for layer in &layers[from..to] {
-        let (out, probs) = layer.forward(&h, mask, req.attentions);
-        h = out;
-        if let Some(p) = probs {
-            trace.attentions.push(p);
-        }
-        if req.hidden_states {
-            trace.hidden_states.push(h.shallow_clone());
+/// A tower's stack of blocks (`<tower>.encoder.layers.<i>`): forward over a range of blocks,
+/// optionally traced, and the pooled last block.
+pub struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    /// `depth` blocks under the tower's `encoder` path `p`.
+    pub fn new(
+        p: &Path,
+        depth: i64,
+        dim: i64,
+        mlp: i64,
+        heads: i64,
+        act: Activation,
+        eps: f64,
+    ) -> Self {
+        let layers = p / "layers";
+        Encoder {
+            layers: (0..depth)
+                .map(|i| EncoderLayer::new(&(&layers / i), dim, mlp, heads, act, eps))
+                .collect(),
         }
     }
-    h
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Blocks `blocks` over `h`.
+    pub fn forward(&self, h: Tensor, blocks: Range<usize>, mask: Option<&Tensor>) -> Tensor {
+        self.forward_traced(h, blocks, mask, TraceRequest::default(), None)
+    }
+
+    /// Blocks `blocks` over `h`, recording what `req` asks for into `trace`.
+    pub fn forward_traced(
+        &self,
+        mut h: Tensor,
+        blocks: Range<usize>,
+        mask: Option<&Tensor>,
+        req: TraceRequest,
+        mut trace: Option<&mut Trace>,
+    ) -> Tensor {
+        for layer in &self.layers[blocks] {
+            let (out, probs) = layer.forward(&h, mask, req.attentions);
+            h = out;
+            if let Some(t) = trace.as_deref_mut() {
+                if let Some(p) = probs {
+                    t.attentions.push(p);
+                }
+                if req.hidden_states {
+                    t.hidden_states.push(h.shallow_clone());
+                }
+            }
+        }
+        h
+    }
+
+    /// Blocks `from..` and the final hidden state at `index` [B] only ([B, D]); the last block
+    /// is computed for that position alone.
+    pub fn forward_pooled(
+        &self,
+        h: Tensor,
+        from: usize,
+        mask: Option<&Tensor>,
+        index: &Tensor,
+    ) -> Tensor {
+        let depth = self.depth();
+        if from >= depth {
+            let (b, _, d) = h.size3().expect("[B, T, D]");
+            return h
+                .gather(1, &index.view([b, 1, 1]).expand([b, 1, d], false), false)
+                .squeeze_dim(1);
+        }
+        let h = self.forward(h, from..depth - 1, mask);
+        self.layers[depth - 1].forward_pooled(&h, mask, index)
+    }
+
+    /// Block `block` over `h`, returning its attention input (`layer_norm1`'s output, Grad-CAM's
+    /// target) and its output.
+    pub fn block_observed(
+        &self,
+        h: &Tensor,
+        block: usize,
+        mask: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
+        let mut act = None;
+        let (out, _) = self.layers[block]
+            .forward_observed(h, mask, false, &mut |a| act = Some(a.shallow_clone()));
+        (act.expect("observed activation"), out)
+    }
 }

@@ -129,6 +129,8 @@ struct Coeffs {
     k: Vec<i64>,
 }
 
+// Index loops as in Pillow's C (Resample.c), so the two can be read side by side.
+#[allow(clippy::needless_range_loop)]
 fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
@@ -232,7 +234,10 @@ pub struct Preprocessor {
     pub std: [f32; 3],
 }
 
+// The published constants as written (OpenAI's and HF's preprocessor configs).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 /// Where a box or pixel lands: the resize and the crop applied to an image of a given size.

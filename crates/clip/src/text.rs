@@ -2,7 +2,7 @@
 //! (plus key padding), encoder, `final_layer_norm` on all positions, then pooling at an explicit
 //! per-row `pool_index` (DESIGN.md "Model": perturbations never move it implicitly).
 use crate::config::TextConfig;
-use crate::layers::{run_layers, run_layers_pooled, EncoderLayer, LayerNorm, Trace, TraceRequest};
+use crate::layers::{Encoder, LayerNorm, Trace, TraceRequest};
 use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
@@ -57,7 +57,7 @@ pub struct TextTower {
     pub config: TextConfig,
     pub token_embedding: Tensor,
     position_embedding: Tensor,
-    pub layers: Vec<EncoderLayer>,
+    pub encoder: Encoder,
     final_layer_norm: LayerNorm,
     /// HF CLIP always masks causally; the OpenAI-wrapper compatibility mode turns it off.
     pub causal: bool,
@@ -67,7 +67,6 @@ impl TextTower {
     pub fn new(p: &Path, c: &TextConfig) -> Self {
         let d = c.hidden_size;
         let e = p / "embeddings";
-        let enc = p / "encoder" / "layers";
         TextTower {
             token_embedding: (&e / "token_embedding").var(
                 "weight",
@@ -79,18 +78,15 @@ impl TextTower {
                 &[c.max_position_embeddings, d],
                 Init::Const(0.0),
             ),
-            layers: (0..c.num_hidden_layers)
-                .map(|i| {
-                    EncoderLayer::new(
-                        &(&enc / i),
-                        d,
-                        c.intermediate_size,
-                        c.num_attention_heads,
-                        c.hidden_act,
-                        c.layer_norm_eps,
-                    )
-                })
-                .collect(),
+            encoder: Encoder::new(
+                &(p / "encoder"),
+                c.num_hidden_layers,
+                d,
+                c.intermediate_size,
+                c.num_attention_heads,
+                c.hidden_act,
+                c.layer_norm_eps,
+            ),
             final_layer_norm: LayerNorm::new(&(p / "final_layer_norm"), d, c.layer_norm_eps),
             config: c.clone(),
             causal: true,
@@ -98,7 +94,7 @@ impl TextTower {
     }
 
     pub fn depth(&self) -> usize {
-        self.layers.len()
+        self.encoder.depth()
     }
 
     /// Token embeddings [B, L, D] (what saliency differentiates against).
@@ -127,15 +123,7 @@ impl TextTower {
     /// Hidden states after the first `n` blocks over the encoder input `h` (0: `h` itself).
     pub fn first_blocks(&self, h: Tensor, input: &TextInput, n: usize) -> Tensor {
         let mask = input.additive_mask(self.causal);
-        run_layers(
-            &self.layers,
-            h,
-            0,
-            n,
-            Some(&mask),
-            TraceRequest::default(),
-            &mut Trace::default(),
-        )
+        self.encoder.forward(h, 0..n, Some(&mask))
     }
 
     /// Pooled output (before projection) from the hidden states after `layer`.
@@ -157,13 +145,9 @@ impl TextTower {
     /// at that position only (LayerNorm is per position, so this equals `pool`).
     pub fn head(&self, h: &Tensor, from: usize, input: &TextInput) -> Tensor {
         let mask = input.additive_mask(self.causal);
-        let pooled = run_layers_pooled(
-            &self.layers,
-            h.shallow_clone(),
-            from,
-            Some(&mask),
-            &input.pool_index,
-        );
+        let pooled =
+            self.encoder
+                .forward_pooled(h.shallow_clone(), from, Some(&mask), &input.pool_index);
         self.final_layer_norm.forward(&pooled)
     }
 
@@ -192,15 +176,9 @@ impl TextTower {
             trace.hidden_states.push(h.shallow_clone());
         }
         let mask = input.additive_mask(self.causal);
-        let h = run_layers(
-            &self.layers,
-            h,
-            0,
-            self.depth(),
-            Some(&mask),
-            req,
-            &mut trace,
-        );
+        let h = self
+            .encoder
+            .forward_traced(h, 0..self.depth(), Some(&mask), req, Some(&mut trace));
         (self.pool(&h, &input.pool_index), trace)
     }
 }

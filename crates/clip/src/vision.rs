@@ -1,7 +1,7 @@
 //! Vision tower, mirroring HF `CLIPVisionTransformer`: conv patch embedding (no bias) + class
 //! token + positions, `pre_layrnorm` (sic), encoder, `post_layernorm` on the class token.
 use crate::config::VisionConfig;
-use crate::layers::{run_layers, run_layers_pooled, EncoderLayer, LayerNorm, Trace, TraceRequest};
+use crate::layers::{Encoder, LayerNorm, Trace, TraceRequest};
 use tch::nn::{Init, Path};
 use tch::Tensor;
 
@@ -11,7 +11,7 @@ pub struct VisionTower {
     patch_embedding: Tensor,
     position_embedding: Tensor,
     pre_layrnorm: LayerNorm,
-    pub layers: Vec<EncoderLayer>,
+    pub encoder: Encoder,
     post_layernorm: LayerNorm,
 }
 
@@ -20,7 +20,6 @@ impl VisionTower {
         let d = c.hidden_size;
         let e = p / "embeddings";
         let positions = c.grid() * c.grid() + 1;
-        let enc = p / "encoder" / "layers";
         VisionTower {
             class_embedding: e.set_group(crate::layers::NO_DECAY).var(
                 "class_embedding",
@@ -38,25 +37,22 @@ impl VisionTower {
                 Init::Const(0.0),
             ),
             pre_layrnorm: LayerNorm::new(&(p / "pre_layrnorm"), d, c.layer_norm_eps),
-            layers: (0..c.num_hidden_layers)
-                .map(|i| {
-                    EncoderLayer::new(
-                        &(&enc / i),
-                        d,
-                        c.intermediate_size,
-                        c.num_attention_heads,
-                        c.hidden_act,
-                        c.layer_norm_eps,
-                    )
-                })
-                .collect(),
+            encoder: Encoder::new(
+                &(p / "encoder"),
+                c.num_hidden_layers,
+                d,
+                c.intermediate_size,
+                c.num_attention_heads,
+                c.hidden_act,
+                c.layer_norm_eps,
+            ),
             post_layernorm: LayerNorm::new(&(p / "post_layernorm"), d, c.layer_norm_eps),
             config: c.clone(),
         }
     }
 
     pub fn depth(&self) -> usize {
-        self.layers.len()
+        self.encoder.depth()
     }
 
     /// Encoder input (HF `hidden_states[0]`): [B, 1 + grid^2, D].
@@ -91,15 +87,7 @@ impl VisionTower {
     /// Hidden states after the first `n` blocks (0: the encoder input).
     pub fn first_blocks(&self, pixels: &Tensor, n: usize) -> Tensor {
         let h = self.embed(pixels);
-        run_layers(
-            &self.layers,
-            h,
-            0,
-            n,
-            None,
-            TraceRequest::default(),
-            &mut Trace::default(),
-        )
+        self.encoder.forward(h, 0..n, None)
     }
 
     /// Pooled output (post-LN class token, before projection) from the hidden states after `layer`.
@@ -116,8 +104,7 @@ impl VisionTower {
     /// the class token only.
     pub fn head(&self, h: &Tensor, from: usize) -> Tensor {
         let cls = Tensor::zeros([h.size()[0]], (tch::Kind::Int64, h.device()));
-        self.post_layernorm.forward(&run_layers_pooled(
-            &self.layers,
+        self.post_layernorm.forward(&self.encoder.forward_pooled(
             h.shallow_clone(),
             from,
             None,
@@ -136,7 +123,9 @@ impl VisionTower {
         if req.hidden_states {
             trace.hidden_states.push(h.shallow_clone());
         }
-        let h = run_layers(&self.layers, h, 0, self.depth(), None, req, &mut trace);
+        let h = self
+            .encoder
+            .forward_traced(h, 0..self.depth(), None, req, Some(&mut trace));
         (self.pool(&h), trace)
     }
 }

@@ -30,6 +30,12 @@ impl TextProtocol {
             TextProtocol::Padded => "padded",
         }
     }
+
+    pub fn from_name(s: &str) -> Option<TextProtocol> {
+        [TextProtocol::Official, TextProtocol::Padded]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
 }
 
 /// Scores before and after a perturbation.

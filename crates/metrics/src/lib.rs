@@ -5,6 +5,7 @@ pub mod calibration;
 pub mod confidence;
 pub mod intervention;
 pub mod localization;
+pub mod metric;
 pub mod roar;
 pub mod sanity;
 pub mod stats;

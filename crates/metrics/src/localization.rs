@@ -14,6 +14,21 @@ pub enum Threshold {
     Percentile,
 }
 
+impl Threshold {
+    pub fn name(self) -> &'static str {
+        match self {
+            Threshold::Value => "value",
+            Threshold::Percentile => "percentile",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Threshold> {
+        [Threshold::Value, Threshold::Percentile]
+            .into_iter()
+            .find(|t| t.name() == s)
+    }
+}
+
 pub const LEVEL: f64 = 0.75;
 
 /// Pixels whose centre (x + 0.5, y + 0.5) lies inside any box [x0, y0, x1, y1].

@@ -124,44 +124,6 @@ pub fn means<K: Ord>(pairs: impl IntoIterator<Item = (K, f64)>) -> BTreeMap<K, f
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn means_skip_non_finite_values() {
-        let m = means([
-            ("a", 1.0),
-            ("a", 3.0),
-            ("a", f64::NAN),
-            ("b", f64::INFINITY),
-        ]);
-        assert_eq!(m.get("a"), Some(&2.0));
-        assert_eq!(m.get("b"), None);
-    }
-
-    #[test]
-    fn draws_a_png() {
-        let p = std::env::temp_dir().join(format!("m2ib-curves-{}.png", std::process::id()));
-        let steps: Vec<String> = ["projections", "final_norms", "layer -1"]
-            .map(String::from)
-            .to_vec();
-        sanity_png(
-            &p,
-            "image Spearman",
-            &steps,
-            &[Curve {
-                method: "m2ib".into(),
-                values: vec![0.9, 0.5, f64::NAN],
-                noise_floor: 0.8,
-            }],
-        )
-        .unwrap();
-        assert!(std::fs::metadata(&p).unwrap().len() > 1000);
-        std::fs::remove_file(&p).ok();
-    }
-}
-
 /// The sanity curves of one similarity (`modality`, `variant` = spearman | ssim) from the
 /// results: per method configuration, the mean over samples and repeats at every step, and the
 /// mean noise floor. `steps` is the number of randomisation steps.
@@ -227,4 +189,42 @@ pub fn sanity_curves(
             noise_floor: floors.get(k).copied().unwrap_or(f64::NAN),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn means_skip_non_finite_values() {
+        let m = means([
+            ("a", 1.0),
+            ("a", 3.0),
+            ("a", f64::NAN),
+            ("b", f64::INFINITY),
+        ]);
+        assert_eq!(m.get("a"), Some(&2.0));
+        assert_eq!(m.get("b"), None);
+    }
+
+    #[test]
+    fn draws_a_png() {
+        let p = std::env::temp_dir().join(format!("m2ib-curves-{}.png", std::process::id()));
+        let steps: Vec<String> = ["projections", "final_norms", "layer -1"]
+            .map(String::from)
+            .to_vec();
+        sanity_png(
+            &p,
+            "image Spearman",
+            &steps,
+            &[Curve {
+                method: "m2ib".into(),
+                values: vec![0.9, 0.5, f64::NAN],
+                noise_floor: 0.8,
+            }],
+        )
+        .unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() > 1000);
+        std::fs::remove_file(&p).ok();
+    }
 }

@@ -12,9 +12,14 @@ use std::path::Path;
 pub type Grid = BTreeMap<(Site, OrdF64, OrdF64), f64>;
 
 /// f64 with a total order, for grid keys.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OrdF64(pub f64);
 impl Eq for OrdF64 {}
+impl PartialOrd for OrdF64 {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 impl Ord for OrdF64 {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&o.0)
@@ -141,33 +146,6 @@ pub fn grid_png(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn draws_a_grid_with_a_missing_cell() {
-        let mut g = Grid::new();
-        for (l, site) in [Site::Embeddings, Site::Block(1), Site::Block(2)]
-            .into_iter()
-            .enumerate()
-        {
-            for b in [0.1, 1.0] {
-                for s in [0.5, 1.0] {
-                    g.insert((site.clone(), OrdF64(b), OrdF64(s)), l as f64 * b + s);
-                }
-            }
-        }
-        g.insert((Site::Block(2), OrdF64(1.0), OrdF64(1.0)), f64::NAN);
-        let p = std::env::temp_dir().join(format!("m2ib-grid-{}.png", std::process::id()));
-        grid_png(&p, "drop (image)", &g, false).unwrap();
-        assert!(std::fs::metadata(&p).unwrap().len() > 1000);
-        if std::env::var_os("M2IB_KEEP_FIGURES").is_none() {
-            std::fs::remove_file(&p).ok();
-        }
-    }
-}
-
 /// M2IB's grid for one Table 1 column: (layer, beta, sigma) of `modality` from each cell's
 /// resolved parameters -> the column's mean. Empty when M2IB has fewer than two cells.
 pub fn m2ib_grid(t: &crate::table::Table, column: &(String, String, String)) -> Grid {
@@ -193,4 +171,31 @@ pub fn m2ib_grid(t: &crate::table::Table, column: &(String, String, String)) -> 
         g.clear();
     }
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_a_grid_with_a_missing_cell() {
+        let mut g = Grid::new();
+        for (l, site) in [Site::Embeddings, Site::Block(1), Site::Block(2)]
+            .into_iter()
+            .enumerate()
+        {
+            for b in [0.1, 1.0] {
+                for s in [0.5, 1.0] {
+                    g.insert((site.clone(), OrdF64(b), OrdF64(s)), l as f64 * b + s);
+                }
+            }
+        }
+        g.insert((Site::Block(2), OrdF64(1.0), OrdF64(1.0)), f64::NAN);
+        let p = std::env::temp_dir().join(format!("m2ib-grid-{}.png", std::process::id()));
+        grid_png(&p, "drop (image)", &g, false).unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() > 1000);
+        if std::env::var_os("M2IB_KEEP_FIGURES").is_none() {
+            std::fs::remove_file(&p).ok();
+        }
+    }
 }

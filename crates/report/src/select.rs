@@ -234,7 +234,10 @@ mod tests {
         }
     }
 
-    fn grid(rows: &[(&str, i64, f64, &[(&str, &str, f64)])]) -> Table {
+    /// (label, layer, beta, [(modality, metric, mean)]) per row.
+    type GridRow<'a> = (&'a str, i64, f64, &'a [(&'a str, &'a str, f64)]);
+
+    fn grid(rows: &[GridRow]) -> Table {
         let mut t = Table::new();
         for (label, l, b, cols) in rows {
             let p = format!(

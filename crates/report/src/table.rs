@@ -48,6 +48,13 @@ fn in_table(metric: &str, variant: &str) -> bool {
     !NOT_IN_TABLE.contains(&metric) && (metric != "roar_loss" || variant == "clean")
 }
 
+/// (label, params) of a table row.
+type RowKey = (String, String);
+/// (modality, metric, variant) of a table column.
+type Column = (String, String, String);
+/// Per repeat the values of a cell, and how many samples it had in all.
+type PerRepeat = (BTreeMap<i64, Vec<f64>>, usize);
+
 pub fn table(df: &DataFrame) -> PolarsResult<Table> {
     // A labelled method table (`[methods.m2ib-tuned]`) is its own row; results written before
     // labels existed have no `label` column.
@@ -62,10 +69,7 @@ pub fn table(df: &DataFrame) -> PolarsResult<Table> {
     let repeat: Vec<Option<i64>> = df.column("repeat")?.i64()?.iter().collect();
     let value: Vec<Option<f64>> = df.column("value")?.f64()?.iter().collect();
     // key -> repeat -> values, plus totals.
-    let mut acc: BTreeMap<
-        ((String, String), (String, String, String)),
-        (BTreeMap<i64, Vec<f64>>, usize),
-    > = BTreeMap::new();
+    let mut acc: BTreeMap<(RowKey, Column), PerRepeat> = BTreeMap::new();
     for i in 0..df.height() {
         if !in_table(
             metric[i].as_deref().unwrap_or_default(),

@@ -18,35 +18,23 @@ pub struct ModelDefaults {
     pub origin: String,
 }
 
-/// M2IB's bottleneck block by the depth rule: three quarters up the tower (ViT-B/32's 12 blocks
-/// give block 9, the official setting), and never the last block (nothing after it to learn
-/// through).
-pub fn rule_layer(depth: usize) -> i64 {
-    let l = (0.75 * depth as f64).round() as i64;
-    l.min(depth as i64 - 2).max(0)
-}
+pub use m2ib_attribution::registry::rule_layer;
 
-/// Settings for a checkpoint with no `m2ib.toml`: the official evaluation's M2IB settings
-/// (beta 0.1, sigma 1) at `rule_layer` of each tower, Grad-CAM at the last block, Chefer's rule
-/// from the first block.
+/// Settings for a checkpoint with no `m2ib.toml`: each method's depth rule
+/// (`registry::depth_defaults`).
 pub fn depth_rule(config: &ClipConfig) -> ModelDefaults {
     let vd = config.vision_config.num_hidden_layers as usize;
     let td = config.text_config.num_hidden_layers as usize;
-    let table = |s: &str| -> toml::Table { toml::from_str(s).expect("rule table") };
-    let mut methods = BTreeMap::new();
-    methods.insert(
-        "m2ib".to_string(),
-        table(&format!(
-            "image_layer = {}\ntext_layer = {}\nbeta = 0.1\nsigma = 1.0\n",
-            rule_layer(vd),
-            rule_layer(td)
-        )),
-    );
-    methods.insert(
-        "gradcam".to_string(),
-        table("image_layer = -1\ntext_layer = -1\n"),
-    );
-    methods.insert("chefer".to_string(), table("start_layer = 0\n"));
+    let methods = m2ib_attribution::registry::depth_defaults(vd, td)
+        .into_iter()
+        .map(|(name, flat)| {
+            let table = match toml::Value::try_from(flat) {
+                Ok(toml::Value::Table(t)) => t,
+                other => unreachable!("flat keys are a TOML table: {other:?}"),
+            };
+            (name.to_string(), table)
+        })
+        .collect();
     ModelDefaults {
         methods,
         origin: format!(

@@ -37,10 +37,6 @@ pub struct Experiment {
     pub include: Option<PathBuf>,
 }
 
-fn whole_map() -> Vec<String> {
-    vec!["whole-map".into()]
-}
-
 fn one() -> usize {
     1
 }
@@ -132,30 +128,24 @@ fn test_split() -> String {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MetricsSpec {
     /// Threshold modes: "value", "percentile".
-    #[serde(default)]
     pub localization: Vec<String>,
-    #[serde(default)]
     pub text_localization: bool,
     /// Text protocols: "official", "padded". Any entry also scores the image variants below.
-    #[serde(default)]
     pub confidence: Vec<String>,
     /// Image confidence variants (with `confidence`): "whole-map" (the paper: pixels times the
     /// normalised map) and "keep-top25" (pixels outside the map's top 25 % set to the channel
     /// mean; on the shapes benchmark random maps beat the oracle under whole-map, README).
-    #[serde(default = "whole_map")]
     pub image_confidence: Vec<String>,
     /// ROAR+ (dataset-level, dependent jobs over the map cache of the training pairs).
     pub roar: Option<RoarSpec>,
     /// Cascading randomisation per chunk, against the cached maps.
-    #[serde(default)]
     pub sanity: bool,
     /// Intervention agreement (shapes only): per sample, the rank correlation between each
     /// object's importance for the model (cosine drop when it is removed from the scene; text:
     /// when its phrase is removed from the caption) and the map's mass on it.
-    #[serde(default)]
     pub intervention: bool,
     /// Calibration rows scored beside the methods: "oracle" (the ground truth) and "random"
     /// (seeded uniform maps). Default: both on the shapes benchmark, none elsewhere (other
@@ -165,73 +155,61 @@ pub struct MetricsSpec {
 
 impl Default for MetricsSpec {
     fn default() -> Self {
-        toml::from_str("").expect("every metrics key has a default")
+        MetricsSpec {
+            localization: vec![],
+            text_localization: false,
+            confidence: vec![],
+            image_confidence: vec![confidence::WHOLE_MAP.into()],
+            roar: None,
+            sanity: false,
+            intervention: false,
+            calibration: None,
+        }
     }
 }
 
 /// `[metrics.roar]`: which training pairs are explained, degraded and retrained on.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RoarSpec {
     /// Scored separately: "image" (top pixels removed), "text" (top content tokens removed).
-    #[serde(default = "both_modalities")]
     pub modalities: Vec<String>,
     /// Pairs of `split` explained and used (80/20 train/validation per split seed).
-    #[serde(default = "sixty_four")]
     pub n: usize,
-    #[serde(default = "train_split")]
     pub split: String,
-    #[serde(default = "half")]
     pub fraction: f64,
     /// Train/validation splits per repeat (the paper's R = 5 is `repeats` x `splits`).
-    #[serde(default = "one")]
     pub splits: usize,
-    #[serde(default = "fifty")]
     pub steps: usize,
-    #[serde(default = "thirty_two")]
     pub batch_size: usize,
-    #[serde(default = "roar_lr")]
     pub lr: f64,
-    #[serde(default = "val_fraction")]
     pub val_fraction: f64,
     /// Pairs per validation batch (the contrastive loss is averaged over full batches of this
     /// size; `round(n * val_fraction)` must reach it).
-    #[serde(default = "val_batch_size")]
     pub val_batch_size: usize,
     /// A fixed validation set of this many pairs (its own draw of `split`, the same for every
     /// repeat, split and seed, never explained): the `n` pairs are then all training pairs and
     /// `val_fraction` is unused. Without it each split seed holds out `val_fraction` of `n`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub val_n: Option<usize>,
 }
 
-fn val_batch_size() -> usize {
-    m2ib_metrics::roar::RoarConfig::default().val_batch_size
-}
-
-fn both_modalities() -> Vec<String> {
-    vec!["image".into(), "text".into()]
-}
-fn sixty_four() -> usize {
-    64
-}
-fn train_split() -> String {
-    "train".into()
-}
-fn half() -> f64 {
-    0.5
-}
-fn fifty() -> usize {
-    50
-}
-fn thirty_two() -> usize {
-    32
-}
-fn roar_lr() -> f64 {
-    1e-4
-}
-fn val_fraction() -> f64 {
-    0.2
+impl Default for RoarSpec {
+    fn default() -> Self {
+        RoarSpec {
+            modalities: vec!["image".into(), "text".into()],
+            n: 64,
+            split: "train".into(),
+            fraction: 0.5,
+            splits: 1,
+            steps: 50,
+            batch_size: 32,
+            lr: 1e-4,
+            val_fraction: 0.2,
+            val_batch_size: m2ib_metrics::roar::RoarConfig::default().val_batch_size,
+            val_n: None,
+        }
+    }
 }
 
 impl RoarSpec {
@@ -800,6 +778,12 @@ pub fn method_from_cell(cell: &Cell) -> Result<Box<dyn m2ib_attribution::Attribu
         .map_err(|e| e.to_string())
 }
 
+/// A split by name (`dataset.split`, `metrics.roar.split`).
+pub fn split_of(s: &str) -> Result<m2ib_data::shapes::Split, String> {
+    m2ib_data::shapes::Split::from_name(s)
+        .ok_or_else(|| format!("`dataset.split` = {s:?}; allowed: train, tune, test"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,6 +797,28 @@ path = "x"
 reader = "shapes"
 n = 4
 "#;
+
+    /// The struct-level defaults are the documented ones (an absent table, an empty table).
+    #[test]
+    fn metrics_and_roar_defaults() {
+        let m: MetricsSpec = toml::from_str("roar = {}").unwrap();
+        assert_eq!(m.image_confidence, ["whole-map"]);
+        assert!(m.localization.is_empty() && !m.sanity && m.calibration.is_none());
+        let r = m.roar.unwrap();
+        assert_eq!(
+            (r.n, r.split.as_str(), r.splits, r.steps),
+            (64, "train", 1, 50)
+        );
+        assert_eq!(
+            (r.fraction, r.batch_size, r.lr, r.val_fraction),
+            (0.5, 32, 1e-4, 0.2)
+        );
+        assert_eq!(r.modalities, ["image", "text"]);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            serde_json::to_string(&RoarSpec::default()).unwrap()
+        );
+    }
 
     #[test]
     fn the_paper_grid_has_27_cells() {
@@ -964,10 +970,4 @@ n = 4
             assert!(e.to_string().starts_with("t.toml:"), "{e}");
         }
     }
-}
-
-/// A split by name (`dataset.split`, `metrics.roar.split`).
-pub fn split_of(s: &str) -> Result<m2ib_data::shapes::Split, String> {
-    m2ib_data::shapes::Split::from_name(s)
-        .ok_or_else(|| format!("`dataset.split` = {s:?}; allowed: train, tune, test"))
 }

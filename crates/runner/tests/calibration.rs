@@ -86,8 +86,8 @@ fn oracle_beats_random_beats_inverted_oracle_on_confidence_drop() {
             text_drop[k] += text_change(
                 &ck.model,
                 &m2ib_metrics::confidence::Caption {
-                    ids: ids,
-                    pool: pool,
+                    ids,
+                    pool,
                     text_mask_id: t.pad_id,
                     end_id: t.end_id,
                 },

@@ -77,7 +77,7 @@ fn rerun_shards_and_workers() {
     // 6 cells (m2ib x2, saliency, gradcam; the oracle and random calibration rows) x 1 repeat
     // x 3 chunks.
     assert_eq!((s.total, s.ran, s.skipped), (18, 18, 0));
-    let df = values(&[a.clone()]);
+    let df = values(std::slice::from_ref(&a));
     // 5 samples x 6 cells x (2 iou + 1 auroc + 2 image conf + 4 text conf) rows.
     assert_eq!(df.height(), 5 * 6 * 9);
     let errors = df.column("error").unwrap().null_count();
@@ -176,7 +176,7 @@ fn roar_and_sanity_are_dependent_jobs() {
     // 4 cells (2 methods, 2 calibration references) x 3 chunks explain; sanity for the 2
     // methods only; 1 clean; 4 cells x (8 map chunks + 1 roar).
     assert_eq!(s.total, 12 + 6 + 1 + 4 * 9);
-    let df = read_all(&[a.clone()]).unwrap();
+    let df = read_all(std::slice::from_ref(&a)).unwrap();
     let filter = |metric: &str| {
         let mask: BooleanChunked = df
             .column("metric")
@@ -232,7 +232,7 @@ fn roar_and_sanity_are_dependent_jobs() {
     assert_eq!(filter("sanity_noise_floor").height(), 2 * 5 * 3);
     // The maps of the training pairs and the clean losses are cached.
     let cached = std::fs::read_dir(a.join("maps")).unwrap().count();
-    assert!(cached >= 6 + 10 + 1, "{cached} cache files");
+    assert!(cached > 6 + 10, "{cached} cache files");
     // Shards: dependencies computed where they are missing give the same values.
     let (b, c) = (d.join("s0"), d.join("s1"));
     for (k, o) in [(0, &b), (1, &c)] {

@@ -5,39 +5,27 @@ use crate::context::RunContext;
 use crate::plan::Job;
 use crate::rows::{value_row, Row};
 use crate::samples::{batch_of, prepare_chunk, Prepared};
-use m2ib_attribution::{normalize_image, normalize_text, Attribution, Batch};
+use m2ib_attribution::{normalize_image, normalize_text, Attribution, Batch, Modality};
 use m2ib_clip::tokenizer::text_input;
 use m2ib_clip::Checkpoint;
-use m2ib_metrics::confidence::{image_change, keep_top, text_change, TextProtocol, KEEP_TOP25};
+use m2ib_metrics::confidence::{image_change, keep_top, text_change, Caption, Change};
 use m2ib_metrics::intervention;
-use m2ib_metrics::localization::{iou, text_auroc, Threshold};
+use m2ib_metrics::localization::{iou, text_auroc};
+use m2ib_metrics::metric::{Direction, ImageProtocol, Metric};
 use std::collections::HashMap;
 use tch::Tensor;
 
-/// The (modality, metric, variant) triples an explain job scores.
-fn metric_list(exp: &crate::experiment::Experiment) -> Vec<(&'static str, &'static str, String)> {
-    let mut m = vec![];
-    for mode in &exp.metrics.localization {
-        m.push(("image", "localization_iou", mode.clone()));
-    }
-    if exp.metrics.text_localization {
-        m.push(("text", "localization_auroc", "content".into()));
-    }
-    if !exp.metrics.confidence.is_empty() {
-        for v in &exp.metrics.image_confidence {
-            m.push(("image", "drop", v.clone()));
-            m.push(("image", "increase", v.clone()));
-        }
-    }
-    for p in &exp.metrics.confidence {
-        m.push(("text", "drop", p.clone()));
-        m.push(("text", "increase", p.clone()));
-    }
-    if exp.metrics.intervention {
-        m.push(("image", "intervention", "spearman".into()));
-        m.push(("text", "intervention", "spearman".into()));
-    }
-    m
+/// The metrics an explain job scores, in row order.
+fn metric_list(exp: &crate::experiment::Experiment) -> anyhow::Result<Vec<Metric>> {
+    let m = &exp.metrics;
+    Metric::list(
+        &m.localization,
+        m.text_localization,
+        &m.confidence,
+        &m.image_confidence,
+        m.intervention,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// Rows of one explain job; also returns the number of samples that failed.
@@ -49,16 +37,16 @@ pub fn explain_job(
 ) -> anyhow::Result<(Vec<Row>, usize)> {
     let exp = ctx.exp;
     let method = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
-    let metrics = metric_list(exp);
+    let metrics = metric_list(exp)?;
     let chunk = prepare_chunk(exp, ck, job, &ctx.listed[job.repeat]);
     let mut rows = vec![];
     let error_rows = |rows: &mut Vec<Row>, id: &str, seed: u64, err: &str| {
-        for (modality, metric, variant) in &metrics {
+        for m in &metrics {
             rows.push(Row {
                 sample_id: Some(id.to_string()),
-                modality: modality.to_string(),
-                metric: metric.to_string(),
-                metric_variant: variant.clone(),
+                modality: m.modality().to_string(),
+                metric: m.name().to_string(),
+                metric_variant: m.variant().to_string(),
                 seed,
                 error: Some(err.to_string()),
                 ..base.clone()
@@ -101,33 +89,32 @@ pub fn explain_job(
             failed += 1;
             continue;
         }
-        for (modality, metric, variant, value) in sample_rows {
+        for (m, value) in sample_rows {
             let b = Row {
                 sample_id: Some(p.id.clone()),
-                metric: metric.to_string(),
-                metric_variant: variant,
+                metric: m.name().to_string(),
+                metric_variant: m.variant().to_string(),
                 seed: *seed,
                 ..base.clone()
             };
-            rows.push(value_row(&b, &a.params, modality, value));
+            rows.push(value_row(&b, &a.params, m.modality(), value));
         }
     }
     Ok((rows, failed))
 }
 
-type MetricRow = (&'static str, &'static str, String, Result<f64, String>);
+type MetricRow = (Metric, Result<f64, String>);
 
 #[allow(clippy::too_many_arguments)]
 fn sample_metrics(
     ck: &Checkpoint,
-
     p: &Prepared,
     a: &Attribution,
     batch: &Batch,
     k: usize,
     img_e: &Tensor,
     txt_e: &Tensor,
-    metric_list: &[(&str, &str, String)],
+    metrics: &[Metric],
     out: &mut Vec<MetricRow>,
 ) -> Result<(), String> {
     // Each modality is scored on its own: a degenerate map of one never removes the other's rows.
@@ -145,48 +132,41 @@ fn sample_metrics(
         i64::try_from(batch.text.pool_index.get(k as i64)).map_err(|e| e.to_string())? as usize;
     // Per image protocol: the whole normalised map multiplies the pixels (the paper), or only
     // its top 25 % of pixels are kept (`keep-top25`; README "Results on the embedded default").
-    // One forward pass per variant serves both its drop and its increase row.
-    let change_of = |variant: &str| -> Result<m2ib_metrics::confidence::Change, String> {
+    // One forward pass per protocol serves both its drop and its increase row.
+    let change_of = |protocol: ImageProtocol| -> Result<Change, String> {
         let image = image.as_ref().map_err(Clone::clone)?;
-        let map = if variant == KEEP_TOP25 {
-            keep_top(image, 0.25).map_err(|e| e.to_string())?
-        } else {
-            image.shallow_clone()
+        let map = match protocol {
+            ImageProtocol::KeepTop25 => keep_top(image, 0.25).map_err(|e| e.to_string())?,
+            ImageProtocol::WholeMap => image.shallow_clone(),
         };
         image_change(&ck.model, &p.pixels, &map, &txt_e.get(k as i64)).map_err(|e| e.to_string())
     };
-    let mut image_conf: HashMap<&str, Result<m2ib_metrics::confidence::Change, String>> =
-        HashMap::new();
-    for (modality, metric, variant) in metric_list {
-        let v: Result<f64, String> = match (*modality, *metric) {
-            ("image", _) if image.is_err() => {
+    let by_direction = |c: Change, d: Direction| match d {
+        Direction::Drop => c.drop(),
+        Direction::Increase => c.increase(),
+    };
+    let mut image_conf: HashMap<ImageProtocol, Result<Change, String>> = HashMap::new();
+    for &metric in metrics {
+        let v: Result<f64, String> = match metric {
+            m if m.modality() == "image" && image.is_err() => {
                 Err(image.as_ref().err().cloned().unwrap_or_default())
             }
-            ("text", _) if text.is_err() => Err(text.as_ref().err().cloned().unwrap_or_default()),
-            ("image", "localization_iou") => match &p.boxes {
+            m if m.modality() == "text" && text.is_err() => {
+                Err(text.as_ref().err().cloned().unwrap_or_default())
+            }
+            Metric::LocalizationIou(threshold) => match &p.boxes {
                 None => Err("sample has no boxes".into()),
                 Some(b) => {
                     let (map, h, w) = flat.as_ref().expect("image map");
-                    iou(
-                        map,
-                        *h,
-                        *w,
-                        b,
-                        if variant == "percentile" {
-                            Threshold::Percentile
-                        } else {
-                            Threshold::Value
-                        },
-                    )
-                    .map_err(|e| e.to_string())
+                    iou(map, *h, *w, b, threshold).map_err(|e| e.to_string())
                 }
             },
-            ("text", "localization_auroc") => match &p.present {
+            Metric::TextAuroc => match &p.present {
                 None => Err("sample has no token ground truth".into()),
                 Some(present) => text_auroc(text.as_ref().expect("text map"), &a.content, present)
                     .map_err(|e| e.to_string()),
             },
-            ("image", "intervention") => match &p.interventions {
+            Metric::Intervention(Modality::Image) => match &p.interventions {
                 None => Err("sample has no interventions (shapes scenes only)".into()),
                 Some(iv) => intervention::image_importance(
                     &ck.model,
@@ -200,7 +180,7 @@ fn sample_metrics(
                 })
                 .map_err(|e| e.to_string()),
             },
-            ("text", "intervention") => match &p.interventions {
+            Metric::Intervention(Modality::Text) => match &p.interventions {
                 None => Err("sample has no interventions (shapes scenes only)".into()),
                 Some(iv) if iv.captions.is_empty() => {
                     Err("the caption names one object: nothing to rank".into())
@@ -221,59 +201,27 @@ fn sample_metrics(
                         .map_err(|e| e.to_string())
                 }
             },
-            ("image", "drop" | "increase") => {
-                let c = image_conf
-                    .entry(variant.as_str())
-                    .or_insert_with(|| change_of(variant))
-                    .clone();
-                c.map(|c| {
-                    if *metric == "drop" {
-                        c.drop()
-                    } else {
-                        c.increase()
-                    }
-                })
-            }
-            ("text", m) => {
-                let protocol = if variant == "official" {
-                    TextProtocol::Official
-                } else {
-                    TextProtocol::Padded
-                };
-                text_change(
-                    &ck.model,
-                    &m2ib_metrics::confidence::Caption {
-                        ids: ids,
-                        pool: pool,
-                        text_mask_id: batch.text_mask_id,
-                        end_id: ck.tokenizer.end_id,
-                    },
-                    &a.text,
-                    &img_e.get(k as i64),
-                    protocol,
-                )
-                .map(|c| if m == "drop" { c.drop() } else { c.increase() })
-                .map_err(|e| e.to_string())
-            }
-            _ => continue,
+            Metric::ImageConfidence(protocol, d) => image_conf
+                .entry(protocol)
+                .or_insert_with(|| change_of(protocol))
+                .clone()
+                .map(|c| by_direction(c, d)),
+            Metric::TextConfidence(protocol, d) => text_change(
+                &ck.model,
+                &Caption {
+                    ids,
+                    pool,
+                    text_mask_id: batch.text_mask_id,
+                    end_id: ck.tokenizer.end_id,
+                },
+                &a.text,
+                &img_e.get(k as i64),
+                protocol,
+            )
+            .map(|c| by_direction(c, d))
+            .map_err(|e| e.to_string()),
         };
-        let m: &'static str = match *metric {
-            "localization_iou" => "localization_iou",
-            "localization_auroc" => "localization_auroc",
-            "intervention" => "intervention",
-            "drop" => "drop",
-            _ => "increase",
-        };
-        out.push((
-            if *modality == "image" {
-                "image"
-            } else {
-                "text"
-            },
-            m,
-            variant.clone(),
-            v,
-        ));
+        out.push((metric, v));
     }
     Ok(())
 }
