@@ -53,8 +53,8 @@ compiling. Final logit scale {t["logit_scale"]:.2f} (temperature {2.718281828 **
 (contrastive, with the hard negatives as extra columns): first 100 steps {t["loss_first_100_mean"]:.3f}, last 100 \
 steps {t["loss_last_100_mean"]:.3f}.
 
-Quality on {q["test_scenes"]} test scenes (`m2ib_runner::tiny::evaluate`; the test
-`crates/runner/tests/tiny_checkpoint.rs` recomputes it from the committed weights):
+Quality on {q["test_scenes"]} test scenes (`m2ib_tiny::evaluate`; the test
+`crates/tiny/tests/tiny_checkpoint.rs` recomputes it from the committed weights):
 
 | measure | value |
 |---|---|

@@ -85,11 +85,6 @@ pub fn params_from_flat(name: &str, flat: &Value) -> Value {
     json!({"image": image, "text": text})
 }
 
-/// A method from its flat keys (`params_from_flat`, then `method`).
-pub fn method_from_flat(name: &str, flat: &Value) -> Result<Box<dyn Attributor>, AttributionError> {
-    method(name, &params_from_flat(name, flat))
-}
-
 /// Checks one flat key of method `name` that names a layer against the towers' depths
 /// (`[image, text]`). Keys that name no layer pass. `Err((tower, reason))`.
 pub fn check_flat_layer(

@@ -116,7 +116,8 @@ pub fn report(
             serde_json::from_str(&text)
                 .with_context(|| format!("reading {}", steps_file.display()))?,
         ),
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", steps_file.display())),
     };
     let md =
         m2ib_report::run_report::write_run_report(dir, &df, note, &incomplete, steps.as_deref())?;

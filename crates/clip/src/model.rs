@@ -66,7 +66,9 @@ impl ClipModel {
         let mut m = ClipModel::new(self.config.clone(), self.device());
         m.vs.copy(&self.vs)?;
         m.vs.freeze();
+        // The model options `new` does not know (presets such as cxr-repair-compat).
         m.text_projection_twice = self.text_projection_twice;
+        m.text.causal = self.text.causal;
         Ok(m)
     }
 

@@ -6,7 +6,8 @@ use tch::{Device, Kind, Tensor};
 static GENERATOR: Mutex<()> = Mutex::new(());
 
 /// Every named random stream of the workspace: a seed is XORed with its stream's salt, so two
-/// uses of one seed never draw the same numbers. One table, so that a salt means one thing.
+/// uses of one seed draw different numbers. One table, so that every salt has a name saying what
+/// it seeds (the two sanity salts share a value for the results' sake: they feed different hashes).
 pub mod stream {
     /// Kernel SHAP's coalition draws ("SHAP" in ASCII).
     pub const SHAP: u64 = 0x5348_4150;

@@ -103,8 +103,6 @@ pub enum Split {
 }
 
 impl Split {
-    pub const ALL: [Split; 3] = [Split::Train, Split::Tune, Split::Test];
-
     /// A split by its name (`train`, `tune`, `test`); callers word the error for their field.
     pub fn from_name(s: &str) -> Option<Split> {
         match s {

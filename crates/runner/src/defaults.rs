@@ -18,8 +18,6 @@ pub struct ModelDefaults {
     pub origin: String,
 }
 
-pub use m2ib_attribution::registry::rule_layer;
-
 /// Settings for a checkpoint with no `m2ib.toml`: each method's depth rule
 /// (`registry::depth_defaults`).
 pub fn depth_rule(config: &ClipConfig) -> ModelDefaults {
@@ -134,12 +132,15 @@ mod tests {
 
     #[test]
     fn the_rule_is_official_at_12_blocks_and_never_the_last_block() {
-        assert_eq!(rule_layer(12), 9);
-        assert_eq!(rule_layer(4), 2);
-        assert_eq!(rule_layer(3), 1);
-        assert_eq!(rule_layer(2), 0);
+        assert_eq!(m2ib_attribution::registry::rule_layer(12), 9);
+        assert_eq!(m2ib_attribution::registry::rule_layer(4), 2);
+        assert_eq!(m2ib_attribution::registry::rule_layer(3), 1);
+        assert_eq!(m2ib_attribution::registry::rule_layer(2), 0);
         for d in 2..40 {
-            assert!(rule_layer(d) <= d as i64 - 2, "{d}");
+            assert!(
+                m2ib_attribution::registry::rule_layer(d) <= d as i64 - 2,
+                "{d}"
+            );
         }
     }
 

@@ -1,9 +1,9 @@
 //! m2ib-runner: experiment TOML -> plan (jobs) -> a worker pool -> Parquet parts in a run
-//! directory (DESIGN.md "Runner and results"; README "Code layout" has the module map).
+//! directory (DESIGN.md "Runner and results"; README "Layout" has the module map).
 //!
-//! Imports point one way: leaves (`seeds`, `bundled`, `defaults`) <- `experiment` <- `plan`,
-//! `validate` <- `rundir` <- `samples`, `rows`, `claims`, `store` <- `context`, `cache` <- `exec`
-//! <- `pool` <- `run`.
+//! Imports point one way (each module imports only from modules above it in this list):
+//! `seeds`, `bundled`, `defaults` (leaves); `experiment`; `validate`; `plan`; `rundir`,
+//! `samples`, `rows`; `claims`, `store`; `context`, `cache`; `exec`; `pool`; `run`.
 
 pub mod bundled;
 pub mod cache;

@@ -72,19 +72,6 @@ pub fn job_row(
     }
 }
 
-impl Row {
-    /// This row for one sample's (metric, variant), seeded.
-    pub fn sample(&self, id: &str, seed: u64, metric: &str, variant: &str) -> Row {
-        Row {
-            sample_id: Some(id.to_string()),
-            metric: metric.to_string(),
-            metric_variant: variant.to_string(),
-            seed,
-            ..self.clone()
-        }
-    }
-}
-
 /// A metric value or the reason it has none; non-finite values become errors (never averaged).
 pub fn value_row(base: &Row, params: &Value, modality: &str, v: Result<f64, String>) -> Row {
     let RowFields { layer, beta, sigma } = row_fields(params, modality);

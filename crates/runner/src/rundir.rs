@@ -1,4 +1,4 @@
-//! The run directory's layout, in one place (README "Run directory"):
+//! The run directory's layout, in one place (README "Layout"):
 //!
 //! ```text
 //! <out>/run.json                        what ran: experiment text, revision, devices, settings
@@ -10,8 +10,9 @@
 //! <out>/claims/<job>.claim, ran.log     who runs which job (claims.rs)
 //! ```
 //!
-//! Every file is written atomically (a temp file beside it, then a rename), so a killed run
-//! leaves nothing half-written that a rerun or a reader would take for finished.
+//! Every file a rerun or a reader takes as a job's output (parts, maps, clean losses, jobs.json,
+//! run.json) is written atomically (a temp file beside it, then a rename), so a killed run leaves
+//! nothing half-written that counts as finished; `claims/ran.log` is appended to.
 use crate::plan::{Job, JobKind};
 use std::path::{Path, PathBuf};
 
@@ -23,10 +24,6 @@ pub struct RunDir {
 impl RunDir {
     pub fn new(root: impl Into<PathBuf>) -> RunDir {
         RunDir { root: root.into() }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     pub fn run_info(&self) -> PathBuf {

@@ -142,11 +142,11 @@ pub fn generate_many(
     range: std::ops::Range<u64>,
     absent: bool,
 ) -> Vec<Scene> {
-    on_all_cores(range, |i| generate(seed, split, i, absent))
+    in_parallel(range, |i| generate(seed, split, i, absent))
 }
 
 /// `f(i)` for every i of `range`, in order, on rayon's threads.
-pub fn on_all_cores<T: Send>(range: std::ops::Range<u64>, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
+pub fn in_parallel<T: Send>(range: std::ops::Range<u64>, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
     use rayon::prelude::*;
     range.into_par_iter().map(&f).collect()
 }
@@ -438,7 +438,7 @@ pub fn train_tiny(args: &TrainTinyArgs) -> anyhow::Result<serde_json::Value> {
     }
     // Hard-negative images: scene i with its two named colours exchanged (row swap_row[i]).
     let (swap_u8, swap_row) = if args.hard_negatives.contains(&HardNegative::SwapImage) {
-        let swapped = on_all_cores(0..args.pool as u64, |i| {
+        let swapped = in_parallel(0..args.pool as u64, |i| {
             generate_colours_swapped(args.seed, Split::Train, i)
         });
         let mut rows = vec![-1i64; args.pool];
