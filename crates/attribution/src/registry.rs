@@ -85,6 +85,21 @@ pub fn params_from_flat(name: &str, flat: &Value) -> Value {
     json!({"image": image, "text": text})
 }
 
+/// `(base key, modalities it sets)` of a flat key, as `params_from_flat` reads it: `image_beta`
+/// sets beta of the image tower, `beta` both; `var` and `sigma` are one setting (sigma =
+/// sqrt(var)). Merging sources per modality (model defaults beneath an experiment) uses it.
+pub fn flat_key_scope(key: &str) -> (String, Vec<&'static str>) {
+    let (base, modalities) = if let Some(b) = key.strip_prefix("image_") {
+        (b, vec!["image"])
+    } else if let Some(b) = key.strip_prefix("text_") {
+        (b, vec!["text"])
+    } else {
+        (key, vec!["image", "text"])
+    };
+    let base = if base == "var" { "sigma" } else { base };
+    (base.to_string(), modalities)
+}
+
 /// Checks one flat key of method `name` that names a layer against the towers' depths
 /// (`[image, text]`). Keys that name no layer pass. `Err((tower, reason))`.
 pub fn check_flat_layer(

@@ -2,6 +2,7 @@
 //! `<model dir>/m2ib.toml` (`[methods.<name>]` tables with an experiment's flat keys). They sit
 //! beneath an experiment's `[methods]` and beneath `m2ib attribute`'s flags, merged per modality.
 //! A checkpoint without the file gets a rule from its towers' depths (`depth_rule`).
+use m2ib_attribution::registry::flat_key_scope;
 use m2ib_clip::ClipConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,34 +77,20 @@ pub fn load(model_dir: &Path, config: &ClipConfig) -> Result<ModelDefaults, Stri
     })
 }
 
-/// `(base key, modalities it sets)`: `image_beta` sets beta of the image tower, `beta` both.
-/// `var` and `sigma` are one setting (sigma = sqrt(var)).
-fn scope(key: &str) -> (String, Vec<&'static str>) {
-    let (base, modalities) = if let Some(b) = key.strip_prefix("image_") {
-        (b, vec!["image"])
-    } else if let Some(b) = key.strip_prefix("text_") {
-        (b, vec!["text"])
-    } else {
-        (key, vec!["image", "text"])
-    };
-    let base = if base == "var" { "sigma" } else { base };
-    (base.to_string(), modalities)
-}
-
 /// `higher` with every setting of `lower` that `higher` does not give, per modality: a more
 /// specific source's `layer` is never overridden by a less specific source's `image_layer`, nor
 /// the reverse. Returns the merged table and the keys taken from `lower`.
 pub fn merge_beneath(higher: &toml::Table, lower: &toml::Table) -> (toml::Table, Vec<String>) {
     let covered = |base: &str, m: &str| {
         higher.keys().any(|k| {
-            let (b, ms) = scope(k);
+            let (b, ms) = flat_key_scope(k);
             b == base && ms.contains(&m)
         })
     };
     let mut out = higher.clone();
     let mut taken = vec![];
     for (k, v) in lower {
-        let (base, ms) = scope(k);
+        let (base, ms) = flat_key_scope(k);
         let open: Vec<&str> = ms.iter().copied().filter(|m| !covered(&base, m)).collect();
         if open.is_empty() {
             continue;
