@@ -70,7 +70,7 @@ impl Batch {
         let text = text_input(rows, pad_id, end_id, pooling).to_device(device);
         let content = rows
             .iter()
-            .map(|r| r.iter().map(|id| !special.contains(&Some(*id))).collect())
+            .map(|r| crate::perturb::content_of(r, special[0], end_id))
             .collect();
         Batch {
             pixels: Tensor::stack(pixels, 0).to_device(device),

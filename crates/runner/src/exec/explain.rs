@@ -33,10 +33,10 @@ pub fn explain_job(
     ctx: &RunContext,
     ck: &Checkpoint,
     job: &Job,
+    method: &Source,
     base: &Row,
 ) -> anyhow::Result<(Vec<Row>, usize)> {
     let exp = ctx.exp;
-    let method = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
     let metrics = metric_list(exp)?;
     let chunk = prepare_chunk(exp, ck, job, &ctx.listed[job.repeat]);
     let mut rows = vec![];
@@ -61,7 +61,7 @@ pub fn explain_job(
         return Ok((rows, failed));
     }
     let batch = batch_of(ck, &chunk.prepared);
-    let atts = match maps_of(&ctx.dir, ck, job, &method, &chunk, &batch)? {
+    let atts = match maps_of(&ctx.dir, ck, job, method, &chunk, &batch)? {
         Ok(a) => a,
         Err(e) => {
             for (p, s) in &chunk.prepared {

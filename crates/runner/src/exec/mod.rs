@@ -23,20 +23,21 @@ pub fn run_job(
     threads: i32,
 ) -> anyhow::Result<usize> {
     let t0 = Instant::now();
-    let params = match job.kind {
-        JobKind::RoarClean => String::new(),
-        _ => canonical(&Source::of(&job.cell).map_err(anyhow::Error::msg)?.params()),
-    };
+    if job.kind == JobKind::RoarClean {
+        // Caches the clean losses; no rows.
+        roar::roar_clean_job(ctx, ck, job)?;
+        return Ok(0);
+    }
+    // The cell's source, built once for the job.
+    let source = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
+    let params = canonical(&source.params());
     let base = job_row(ctx.exp, job, params, device_name, threads, &ctx.git);
     let (mut rows, failed) = match job.kind {
-        JobKind::Explain => explain::explain_job(ctx, ck, job, &base)?,
-        JobKind::RoarMaps => return roar::roar_maps_job(ctx, ck, job),
-        JobKind::RoarClean => {
-            roar::roar_clean_job(ctx, ck, job)?;
-            return Ok(0);
-        }
-        JobKind::Roar => (roar::roar_job(ctx, ck, job, &base)?, 0),
-        JobKind::Sanity => (sanity::sanity_job(ctx, ck, job, &base)?, 0),
+        JobKind::Explain => explain::explain_job(ctx, ck, job, &source, &base)?,
+        JobKind::RoarMaps => return roar::roar_maps_job(ctx, ck, job, &source),
+        JobKind::Roar => (roar::roar_job(ctx, ck, job, &source, &base)?, 0),
+        JobKind::Sanity => (sanity::sanity_job(ctx, ck, job, &source, &base)?, 0),
+        JobKind::RoarClean => unreachable!("handled above"),
     };
     let wall = t0.elapsed().as_secs_f64() * 1000.0 / rows.len().max(1) as f64;
     for r in &mut rows {

@@ -6,8 +6,7 @@ use crate::context::RunContext;
 use crate::plan::{Job, JobKind};
 use crate::rows::{value_row, Row};
 use crate::rundir::write_atomic;
-use crate::samples::Listed;
-use crate::samples::{batch_of, prepare_chunk, Chunk};
+use crate::samples::{batch_of, prepare_chunk, Chunk, Listed};
 use crate::seeds::roar_seed;
 use anyhow::Context;
 use m2ib_attribution::perturb::content_of;
@@ -18,12 +17,16 @@ use tch::Tensor;
 
 /// A chunk of ROAR+ training pairs explained and cached (maps only; the ROAR+ job scores them).
 /// Returns the number of pairs that failed to load.
-pub fn roar_maps_job(ctx: &RunContext, ck: &Checkpoint, job: &Job) -> anyhow::Result<usize> {
+pub fn roar_maps_job(
+    ctx: &RunContext,
+    ck: &Checkpoint,
+    job: &Job,
+    source: &Source,
+) -> anyhow::Result<usize> {
     let chunk = prepare_chunk(ctx.exp, ck, job, &ctx.roar_listed[job.repeat]);
     if !chunk.prepared.is_empty() {
         let batch = batch_of(ck, &chunk.prepared);
-        let source = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
-        if let Err(e) = maps_of(&ctx.dir, ck, job, &source, &chunk, &batch)? {
+        if let Err(e) = maps_of(&ctx.dir, ck, job, source, &chunk, &batch)? {
             // The ROAR+ job reports it (computing again finds the same failure).
             eprintln!("roar maps of job {}: {e}", job.id);
         }
@@ -116,10 +119,10 @@ pub fn roar_job(
     ctx: &RunContext,
     ck: &Checkpoint,
     job: &Job,
+    method: &Source,
     base: &Row,
 ) -> anyhow::Result<Vec<Row>> {
     let spec = ctx.exp.metrics.roar.as_ref().expect("roar spec");
-    let method = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
     let params = method.params();
     let listed = &ctx.roar_listed[job.repeat];
     let (mut prepared, mut atts): (Vec<_>, Vec<Attribution>) = (vec![], vec![]);
@@ -150,7 +153,7 @@ pub fn roar_job(
                     continue;
                 }
                 let batch = batch_of(ck, &chunk.prepared);
-                let maps = maps_of(&ctx.dir, ck, dep, &method, &chunk, &batch)?;
+                let maps = maps_of(&ctx.dir, ck, dep, method, &chunk, &batch)?;
                 if claim.is_some() {
                     ctx.claims.record(&dep.id, "roar-maps (on the spot)");
                 }

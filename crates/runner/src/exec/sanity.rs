@@ -17,10 +17,10 @@ pub fn sanity_job(
     ctx: &RunContext,
     ck: &Checkpoint,
     job: &Job,
+    source: &Source,
     base: &Row,
 ) -> anyhow::Result<Vec<Row>> {
-    let source = Source::of(&job.cell).map_err(anyhow::Error::msg)?;
-    let Source::Method(method) = &source else {
+    let Source::Method(method) = source else {
         anyhow::bail!("sanity jobs are for attribution methods, not calibration references");
     };
     let params = method.params();
@@ -56,7 +56,7 @@ pub fn sanity_job(
     let claim = ctx
         .claims
         .claim_when_missing(&dep.id, || ctx.dir.maps(&dep.id).exists())?;
-    let original = maps_of(&ctx.dir, ck, dep, &source, &chunk, &batch)?;
+    let original = maps_of(&ctx.dir, ck, dep, source, &chunk, &batch)?;
     drop(claim);
     let original = match original {
         Ok(a) => a,
