@@ -15,9 +15,19 @@ default:
 setup:
     scripts/setup-libtorch.sh
 
-# The whole test suite (what CI runs).
+# The whole test suite (what CI runs): the Rust tests, then the Python module's.
 test:
     {{run}} cargo test --workspace --no-fail-fast
+    {{run}} scripts/python-test.sh
+
+# The Python module's tests only (pytest arguments pass through, e.g. `-k parity`).
+[positional-arguments]
+test-python *args:
+    {{run}} scripts/python-test.sh "$@"
+
+# A wheel of the Python module for this machine's Python (maturin, release build); prints its path.
+wheel:
+    {{run}} scripts/python-wheel.sh
 
 # Lints as the codebase keeps them: rustfmt, and clippy with every warning an error.
 lint:

@@ -4,10 +4,9 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use m2ib_attribution::registry::METHODS;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
 use m2ib_clip::rng::splitmix64;
-use m2ib_clip::{decode_image, Checkpoint, Layer};
+use m2ib_clip::{decode_image, Checkpoint, Layer, Pair};
 use m2ib_report::colormap::Colormap;
 use m2ib_report::figures::{caption_png, grid_png, overlay_png, Overlay, Style, TokenRow};
 use serde_json::json;
@@ -157,37 +156,17 @@ fn methods(
     model_dir: &Path,
     ck: &Checkpoint,
 ) -> anyhow::Result<Vec<(Box<dyn Attributor>, serde_json::Value)>> {
-    let names: Vec<&str> = if args.method == "all" {
-        METHODS.to_vec()
-    } else {
-        vec![args.method.as_str()]
-    };
-    let defaults =
-        m2ib_runner::defaults::load(model_dir, &ck.model.config).map_err(anyhow::Error::msg)?;
-    names
-        .into_iter()
+    m2ib_runner::resolve::names(&args.method)
+        .iter()
         .map(|name| {
             let flags = if name == "m2ib" {
                 flag_table(args)
             } else {
                 toml::Table::new()
             };
-            let mut from: serde_json::Map<String, serde_json::Value> =
-                flags.keys().map(|k| (k.clone(), json!("flag"))).collect();
-            let table = match defaults.methods.get(name) {
-                Some(lower) => {
-                    let (merged, taken) = m2ib_runner::defaults::merge_beneath(&flags, lower);
-                    for k in taken {
-                        from.insert(k, json!(format!("model: {}", defaults.origin)));
-                    }
-                    merged
-                }
-                None => flags,
-            };
-            let cell = m2ib_runner::experiment::Cell::new(name, serde_json::to_value(&table)?);
-            let m = m2ib_runner::experiment::method_from_cell(&cell).map_err(anyhow::Error::msg)?;
-            m.check_depths(ck.model.vision_depth(), ck.model.text_depth())?;
-            Ok((m, serde_json::Value::Object(from)))
+            let r = m2ib_runner::resolve::method(model_dir, ck, name, &flags, "flag")
+                .map_err(anyhow::Error::msg)?;
+            Ok((r.method, r.sources))
         })
         .collect()
 }
@@ -244,41 +223,23 @@ fn read_pairs(args: &AttributeArgs) -> anyhow::Result<Vec<(PathBuf, String)>> {
     Ok(pairs)
 }
 
-struct Prepared {
-    /// The image as decoded, and where the model's crop sits in it.
-    original: m2ib_clip::Rgb8,
-    geometry: m2ib_clip::preprocess::Geometry,
-    pixels: Tensor,
-    encoded: m2ib_clip::Encoded,
-}
-
-fn prepare(ck: &Checkpoint, image: &Path, caption: &str) -> anyhow::Result<Prepared> {
-    let decoded = decode_image(image)?;
-    let rgb = ck.preprocessor.resize_crop(&decoded);
-    let pixels = ck.preprocessor.to_tensor(&rgb);
-    let geometry = ck.preprocessor.geometry(decoded.width, decoded.height);
-    let encoded = ck
-        .tokenizer
-        .encode(caption)
+fn prepare(ck: &Checkpoint, image: &Path, caption: &str) -> anyhow::Result<Pair> {
+    let p = ck
+        .pair(decode_image(image)?, caption)
         .with_context(|| format!("caption {caption:?}"))?;
-    if !encoded.unknown.is_empty() {
+    if !p.encoded.unknown.is_empty() {
         eprintln!(
             "note: caption {caption:?}: not in the model's vocabulary, read as unknown: {}",
-            encoded.unknown.join(", ")
+            p.encoded.unknown.join(", ")
         );
     }
-    if encoded.truncated > 0 {
+    if p.encoded.truncated > 0 {
         eprintln!(
             "note: caption {caption:?} truncated by {} tokens to the context length",
-            encoded.truncated
+            p.encoded.truncated
         );
     }
-    Ok(Prepared {
-        original: decoded,
-        geometry,
-        pixels,
-        encoded,
-    })
+    Ok(p)
 }
 
 fn a_name(meta: &serde_json::Value) -> String {
@@ -288,7 +249,7 @@ fn a_name(meta: &serde_json::Value) -> String {
 fn write_maps(
     dir: &Path,
     a: &Attribution,
-    p: &Prepared,
+    p: &Pair,
     meta: serde_json::Value,
 ) -> anyhow::Result<(Tensor, Vec<f32>)> {
     // A constant map is a result (the method found nothing to tell apart), not a failure of the

@@ -33,16 +33,11 @@ pub struct EmbedArgs {
 
 /// One device for a command that runs on one: `auto` is the first GPU if any, else the CPU.
 pub fn one_device(spec: &str) -> anyhow::Result<tch::Device> {
-    let names = m2ib_clip::devices::split_list(spec);
-    let (names, why) = m2ib_clip::devices::resolve(&names, 1).map_err(anyhow::Error::msg)?;
-    if let Some(why) = why {
-        eprintln!("{why}; using {}", names[0]);
+    let (device, note) = m2ib_clip::devices::one(spec).map_err(anyhow::Error::msg)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
     }
-    anyhow::ensure!(
-        names.len() == 1 || spec == "auto",
-        "--devices {spec}: this command runs on one device"
-    );
-    m2ib_clip::devices::parse_device(&names[0]).map_err(anyhow::Error::msg)
+    Ok(device)
 }
 
 /// `--model`: a folder, or the embedded default's name.

@@ -62,23 +62,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The cause chain as one sentence: `a: b: c`, leaving out a cause whose text its parent already
-/// carries (io errors are often wrapped by a message that quotes them).
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let text = text.trim();
-        if text.is_empty() || out.contains(text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(text);
-    }
-    out
-}
+pub use m2ib_runner::one_line;
 
 /// `m2ib run X --dry-run | head`: the reader going away ends the program quietly, as for any
 /// Unix filter, instead of a panic in println!.

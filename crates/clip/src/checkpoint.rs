@@ -2,11 +2,22 @@
 //! every command loads.
 use crate::error::Result;
 use crate::model::ClipModel;
-use crate::preprocess::{decode_image, Preprocessor};
+use crate::preprocess::{decode_image, Geometry, Preprocessor, Rgb8};
+use crate::tokenizer::Encoded;
 use crate::tokenizer::{ClipTokenizer, Pooling};
 use crate::TextInput;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
+
+/// One image-caption pair ready to explain, keeping the image as given and where the model's
+/// crop sits in it (figures and maps at the original size need both).
+pub struct Pair {
+    pub original: Rgb8,
+    pub geometry: Geometry,
+    /// [3, H, W] on the CPU.
+    pub pixels: Tensor,
+    pub encoded: Encoded,
+}
 
 pub struct Checkpoint {
     pub dir: PathBuf,
@@ -61,5 +72,20 @@ impl Checkpoint {
             .tokenizer
             .batch(&[enc], self.pooling)
             .to_device(self.model.device()))
+    }
+
+    /// A decoded image and its caption, preprocessed as every command does.
+    pub fn pair(&self, original: Rgb8, caption: &str) -> Result<Pair> {
+        let pixels = self
+            .preprocessor
+            .to_tensor(&self.preprocessor.resize_crop(&original));
+        let geometry = self.preprocessor.geometry(original.width, original.height);
+        let encoded = self.tokenizer.encode(caption)?;
+        Ok(Pair {
+            original,
+            geometry,
+            pixels,
+            encoded,
+        })
     }
 }

@@ -156,3 +156,15 @@ mod tests {
         assert!(resolve(&[], 1).is_err());
     }
 }
+
+/// One device for a command that runs on one: `auto` is the first GPU if any, else the CPU. The
+/// note says when `auto` (or a missing GPU) fell back.
+pub fn one(spec: &str) -> Result<(Device, Option<String>), String> {
+    let names = split_list(spec);
+    let (names, why) = resolve(&names, 1)?;
+    if names.len() != 1 && spec != "auto" {
+        return Err(format!("--devices {spec}: this command runs on one device"));
+    }
+    let note = why.map(|w| format!("{w}; using {}", names[0]));
+    Ok((parse_device(&names[0])?, note))
+}

@@ -17,7 +17,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod vision;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, Pair};
 pub use config::{resolve_layer, Activation, ClipConfig, Layer};
 pub use error::{ClipError, Result};
 pub use layers::{Trace, TraceRequest};

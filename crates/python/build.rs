@@ -1,0 +1,4 @@
+include!("../../build/libtorch_rpath.rs");
+fn main() {
+    libtorch_rpath();
+}

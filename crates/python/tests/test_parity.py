@@ -1,0 +1,98 @@
+"""The module computes what the CLI computes: same maps, bit for bit, on the same inputs."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import cli, read_safetensors, write_png
+
+CAPTIONS = ["a red circle", "a blue square and a green triangle"]
+
+
+@pytest.fixture(scope="module")
+def cli_all(tmp_path_factory, scenes):
+    """`m2ib attribute --method all` on two pairs (pair k seeded from k, as the module does)."""
+    out = tmp_path_factory.mktemp("cli")
+    args = ["attribute", "--model", "tiny-shapes", "--method", "all", "--out", out]
+    for img, cap in zip(scenes, CAPTIONS):
+        args += ["--image", img, "--text", cap]
+    cli(*args)
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_every_method_equals_the_cli(model, m2ib, scenes, cli_all, batch_size):
+    got = model.attribute(list(zip(scenes, CAPTIONS)), method="all", batch_size=batch_size)
+    worst = 0.0
+    for k, (img, per_method) in enumerate(zip(scenes, got)):
+        assert sorted(per_method) == sorted(m2ib.METHODS)
+        for name, ex in per_method.items():
+            folder = cli_all / f"{k:04d}-{img.stem}" / name
+            want = read_safetensors(folder / "maps.safetensors")
+            meta = json.loads((folder / "maps.json").read_text())
+            assert ex.tokens == meta["tokens"]
+            assert ex.params == meta["params"]
+            assert ex.seed == meta["meta"]["seed"]
+            assert ex.settings_sources == meta["meta"]["settings_sources"]
+            pairs = [
+                (ex.image_map_raw, want["image_raw"]),
+                (ex.image_map, want["image_normalized"]),
+                (ex.token_scores_raw, want["text_raw"]),
+                (ex.token_scores, want["text_normalized"]),
+            ]
+            for a, b in pairs:
+                assert a.shape == b.shape
+                if batch_size == 1:
+                    # One pair per call, as the CLI runs them: identical bits.
+                    np.testing.assert_array_equal(a, b, err_msg=f"{name} pair {k}")
+                else:
+                    worst = max(worst, float(np.max(np.abs(a - b))))
+    # Batched pairs run the same maths in one padded batch: equal up to float rounding.
+    print(f"batch_size {batch_size}: largest difference from the CLI {worst:.3g}")
+    assert worst < 1e-2, worst
+
+
+def test_an_array_is_read_as_the_same_file(model, tmp_path):
+    """A non-square image given as an array and as a PNG file: same pixels, same maps; the map
+    on the original image covers the centre crop only."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(150, 260, 3), dtype=np.uint8)
+    png = tmp_path / "wide.png"
+    write_png(png, rgb)
+    a = model.attribute(rgb, "a red circle", method="saliency")
+    b = model.attribute(png, "a red circle", method="saliency")
+    np.testing.assert_array_equal(a.image_map, b.image_map)
+    assert a.image_map_original.shape == (150, 260)
+    x0, y0, x1, y1 = a.crop
+    assert (y0, y1) == (0, 150) and 0 < x0 < x1 < 260
+    inside = a.image_map_original[:, x0:x1]
+    assert np.isfinite(inside).all() and np.isnan(a.image_map_original[:, :x0]).all()
+    # The CLI on the file: the same normalised map.
+    out = tmp_path / "cli"
+    cli("attribute", "--model", "tiny-shapes", "--method", "saliency", "--image", png, "--text", "a red circle", "--out", out)
+    want = read_safetensors(out / "0000-wide" / "maps.safetensors")["image_normalized"]
+    np.testing.assert_array_equal(a.image_map, want)
+
+
+def test_embed_equals_the_cli(model, scenes):
+    out = cli("embed", "--model", "tiny-shapes", "--image", scenes[0], "--text", CAPTIONS[0], "--json")
+    want = json.loads(out.stdout)
+    ie, te, cos = model.embed(scenes[0], CAPTIONS[0])
+    np.testing.assert_array_equal(ie, np.asarray(want["image_embedding"], dtype=np.float32))
+    np.testing.assert_array_equal(te, np.asarray(want["text_embedding"], dtype=np.float32))
+    assert abs(cos - want["cosine"]) < 1e-12
+    # A list: one row per pair.
+    ie2, te2, cos2 = model.embed(scenes, CAPTIONS)
+    assert ie2.shape == (2, ie.shape[0]) and cos2.shape == (2,)
+    np.testing.assert_allclose(ie2[0], ie, atol=1e-5)
+
+
+def test_settings_override_the_model_defaults(model, scenes):
+    ex = model.attribute(scenes[0], CAPTIONS[0], layer=1, beta=0.5, steps=2)
+    assert ex.params["image"]["layer"] == 1 and ex.params["text"]["layer"] == 1
+    assert ex.params["image"]["beta"] == 0.5 and ex.params["image"]["steps"] == 2
+    assert ex.settings_sources["layer"] == "argument"
+    # Untouched keys keep the model's m2ib.toml values and say so.
+    assert ex.settings_sources["image_sigma"].startswith("model: ")
+    embeddings = model.attribute(scenes[0], CAPTIONS[0], text_layer="embeddings", steps=2)
+    assert embeddings.params["text"]["layer"] == "embeddings"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Python module's tests (crates/python/tests), as `./just test` runs them: the extension is
+# built with the same profile, target folder and LIBTORCH as the Rust tests (run this under
+# scripts/with-libtorch.sh), put beside the package's .py files in a folder under the target
+# directory, and imported from there by pytest in a small venv (numpy, pytest, pandas, pyarrow)
+# made once in $HOME/.cache/m2ib/pytest-venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${CARGO_TARGET_DIR:?run under scripts/with-libtorch.sh}"
+PY=${PYTHON:-python3}
+VENV=${M2IB_PYTEST_VENV:-$HOME/.cache/m2ib/pytest-venv}
+PINS=(numpy==2.4.6 pytest==9.2.0 pandas==3.1.1 pyarrow==26.0.1)
+if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PINS[*]}" ]; then
+  echo "python-test: making $VENV (${PINS[*]})" >&2
+  rm -rf "$VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}"
+  echo "${PINS[*]}" > "$VENV/.pins"
+fi
+cargo build -q -p m2ib-python --features extension-module
+cargo build -q -p m2ib-cli
+PKG="$CARGO_TARGET_DIR/python-dev"
+rm -rf "$PKG"
+mkdir -p "$PKG/m2ib"
+for f in crates/python/python/m2ib/*.py; do ln -s "$PWD/$f" "$PKG/m2ib/"; done
+ln -s "$CARGO_TARGET_DIR/debug/lib_m2ib.so" "$PKG/m2ib/_m2ib.so"
+export PYTHONPATH="$PKG" M2IB_CLI="$CARGO_TARGET_DIR/debug/m2ib"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider crates/python/tests "$@"
