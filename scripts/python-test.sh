@@ -17,8 +17,11 @@ if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PINS[*]}" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}"
   echo "${PINS[*]}" > "$VENV/.pins"
 fi
-cargo build -q -p m2ib-python --features extension-module
-cargo build -q -p m2ib-cli
+# The whole workspace with the Python crate's feature on: the features every other crate gets
+# are then those of `cargo test --workspace`, so only pyo3, numpy and the extension are built
+# here (`-p m2ib-python` would build tch and the m2ib crates a second time, with other features);
+# the m2ib binary the parity tests call is the one the Rust tests use.
+cargo build -q --workspace --features m2ib-python/extension-module
 PKG="$CARGO_TARGET_DIR/python-dev"
 rm -rf "$PKG"
 mkdir -p "$PKG/m2ib"

@@ -118,6 +118,18 @@ pub fn resolve(
     }
 }
 
+/// One device for a command that runs on one: `auto` is the first GPU if any, else the CPU. The
+/// note says when `auto` (or a missing GPU) fell back.
+pub fn one(spec: &str) -> Result<(Device, Option<String>), String> {
+    let names = split_list(spec);
+    let (names, why) = resolve(&names, 1)?;
+    if names.len() != 1 && spec != "auto" {
+        return Err(format!("--devices {spec}: this command runs on one device"));
+    }
+    let note = why.map(|w| format!("{w}; using {}", names[0]));
+    Ok((parse_device(&names[0])?, note))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,16 +167,4 @@ mod tests {
         assert!(resolve(&split_list("auto,cpu"), 1).is_err());
         assert!(resolve(&[], 1).is_err());
     }
-}
-
-/// One device for a command that runs on one: `auto` is the first GPU if any, else the CPU. The
-/// note says when `auto` (or a missing GPU) fell back.
-pub fn one(spec: &str) -> Result<(Device, Option<String>), String> {
-    let names = split_list(spec);
-    let (names, why) = resolve(&names, 1)?;
-    if names.len() != 1 && spec != "auto" {
-        return Err(format!("--devices {spec}: this command runs on one device"));
-    }
-    let note = why.map(|w| format!("{w}; using {}", names[0]));
-    Ok((parse_device(&names[0])?, note))
 }

@@ -19,8 +19,11 @@ pub fn localization_iou(
     boxes: Vec<[f64; 4]>,
     threshold: &str,
 ) -> PyResult<f64> {
-    let mode = Threshold::from_name(threshold)
-        .ok_or_else(|| err(format!("threshold {threshold:?}; allowed: value, percentile")))?;
+    let mode = Threshold::from_name(threshold).ok_or_else(|| {
+        err(format!(
+            "threshold {threshold:?}; allowed: value, percentile"
+        ))
+    })?;
     let (h, w) = (image_map.shape()[0], image_map.shape()[1]);
     let flat: Vec<f32> = image_map.as_array().iter().copied().collect();
     let t = tch::Tensor::from_slice(&flat).view([h as i64, w as i64]);

@@ -7,10 +7,13 @@ use anyhow::Context;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, AttributionError, Batch};
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::{cosine, Checkpoint, ModelOptions, Pair};
-use m2ib_metrics::confidence::{image_change, keep_top, text_change, Caption, Change, TextProtocol};
+use m2ib_metrics::confidence::{
+    image_change, keep_top, text_change, Caption, Change, TextProtocol,
+};
 use m2ib_metrics::metric::ImageProtocol;
 use numpy::{
-    IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -18,6 +21,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tch::Tensor;
+
+/// Image embeddings [N, P], text embeddings [N, P], cosine per pair.
+type Embeddings<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray2<f32>>,
+    Vec<f64>,
+);
 
 #[pyclass(module = "m2ib._m2ib", name = "Model", frozen)]
 pub struct Model {
@@ -74,12 +84,7 @@ fn prepare(ck: &Checkpoint, image: &Image, caption: &str) -> anyhow::Result<Pair
 }
 
 /// Normalised maps as `m2ib attribute` writes them: a constant map is drawn as zeros and named.
-fn explained(
-    a: &Attribution,
-    p: &Pair,
-    name: &str,
-    sources: &Value,
-) -> anyhow::Result<Explained> {
+fn explained(a: &Attribution, p: &Pair, name: &str, sources: &Value) -> anyhow::Result<Explained> {
     let constant = |e: &AttributionError| e.to_string().contains("is constant");
     let mut notes = vec![];
     let image_norm = match normalize_image(&a.image) {
@@ -99,9 +104,9 @@ fn explained(
     let size = [a.image.size()[0] as usize, a.image.size()[1] as usize];
     let flat = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1));
     let image_norm = flat(&image_norm)?;
-    let (original, crop) =
-        p.geometry
-            .to_original(&image_norm, p.original.width, p.original.height);
+    let (original, crop) = p
+        .geometry
+        .to_original(&image_norm, p.original.width, p.original.height);
     Ok(Explained {
         method: name.to_string(),
         image_raw: flat(&a.image)?,
@@ -154,8 +159,8 @@ impl Model {
         };
         let (device, preset) = (device.to_string(), preset.to_string());
         compute(py, &given, move || {
-            let dir = m2ib_runner::bundled::locate(&model, Path::new(""))
-                .map_err(anyhow::Error::msg)?;
+            let dir =
+                m2ib_runner::bundled::locate(&model, Path::new("")).map_err(anyhow::Error::msg)?;
             let (dev, note) = m2ib_clip::devices::one(&device).map_err(anyhow::Error::msg)?;
             let options = ModelOptions::preset(&preset)?;
             let ck = Checkpoint::load_with(&dir, dev, &options)
@@ -225,6 +230,7 @@ impl Model {
     /// from `first_index`) is seeded with splitmix64(seed ^ k), as `m2ib attribute` seeds it.
     /// Returns, per pair, a dict with the tokens and, under "methods", one dict per method.
     #[pyo3(signature = (images, texts, method = "m2ib", settings = None, seed = 0, first_index = 0))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one per knob.
     fn attribute<'py>(
         &self,
         py: Python<'py>,
@@ -242,10 +248,7 @@ impl Model {
                 texts.len()
             )));
         }
-        let images: Vec<Image> = images
-            .iter()
-            .map(Image::extract)
-            .collect::<PyResult<_>>()?;
+        let images: Vec<Image> = images.iter().map(Image::extract).collect::<PyResult<_>>()?;
         let given = settings_of(settings.as_ref())?;
         let paths = Given::of(images.iter().filter_map(|i| i.path().cloned()));
         let method = method.to_string();
@@ -340,7 +343,7 @@ impl Model {
         py: Python<'py>,
         images: Vec<Bound<'py, PyAny>>,
         texts: Vec<String>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<f32>>, Vec<f64>)> {
+    ) -> PyResult<Embeddings<'py>> {
         if images.len() != texts.len() {
             return Err(invalid(format!(
                 "{} images but {} captions: give one caption per image",
@@ -348,10 +351,7 @@ impl Model {
                 texts.len()
             )));
         }
-        let images: Vec<Image> = images
-            .iter()
-            .map(Image::extract)
-            .collect::<PyResult<_>>()?;
+        let images: Vec<Image> = images.iter().map(Image::extract).collect::<PyResult<_>>()?;
         let paths = Given::of(images.iter().filter_map(|i| i.path().cloned()));
         let (ie, te, cos) = compute(py, &paths, || {
             let ck = self.lock();
@@ -373,7 +373,8 @@ impl Model {
             };
             Ok((rows(&ie)?, rows(&te)?, cos))
         })?;
-        let arr = |v: Vec<Vec<f32>>| PyArray2::from_vec2(py, &v).map_err(|e| invalid(e.to_string()));
+        let arr =
+            |v: Vec<Vec<f32>>| PyArray2::from_vec2(py, &v).map_err(|e| invalid(e.to_string()));
         Ok((arr(ie)?, arr(te)?, cos))
     }
 
@@ -432,7 +433,9 @@ impl Model {
     ) -> PyResult<(f64, f64, f64, f64)> {
         let image = Image::extract(&image)?;
         let protocol = TextProtocol::from_name(protocol).ok_or_else(|| {
-            invalid(format!("text protocol {protocol:?}; allowed: official, padded"))
+            invalid(format!(
+                "text protocol {protocol:?}; allowed: official, padded"
+            ))
         })?;
         let scores: Vec<f32> = token_scores.as_array().iter().copied().collect();
         let given = Given::of(image.path().cloned());
