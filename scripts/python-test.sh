@@ -2,14 +2,14 @@
 # The Python module's tests (crates/python/tests), as `./just test` runs them: the extension is
 # built with the same profile, target folder and LIBTORCH as the Rust tests (run this under
 # scripts/with-libtorch.sh), put beside the package's .py files in a folder under the target
-# directory, and imported from there by pytest in a small venv (numpy, pytest, pandas, pyarrow)
+# directory, and imported from there by pytest in a small venv (numpy, pytest, pandas, pyarrow, pillow)
 # made once in $HOME/.cache/m2ib/pytest-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:?run under scripts/with-libtorch.sh}"
 PY=${PYTHON:-python3}
 VENV=${M2IB_PYTEST_VENV:-$HOME/.cache/m2ib/pytest-venv}
-PINS=(numpy==2.4.6 pytest==9.2.0 pandas==3.1.1 pyarrow==26.0.1)
+PINS=(numpy==2.4.6 pytest==9.2.0 pandas==3.1.1 pyarrow==26.0.1 pillow==12.3.0)
 if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PINS[*]}" ]; then
   echo "python-test: making $VENV (${PINS[*]})" >&2
   rm -rf "$VENV"
