@@ -84,8 +84,16 @@ pub fn settings(params: Option<&Bound<'_, PyDict>>) -> PyResult<toml::Table> {
             toml::Value::Float(v.extract()?)
         } else if v.is_instance_of::<PyString>() {
             toml::Value::String(v.extract()?)
+        } else if v.hasattr("dtype")?
+            && v.getattr("dtype")?.getattr("kind")?.extract::<String>()? == "b"
+        {
+            // numpy.bool_
+            toml::Value::Boolean(v.call_method0("__bool__")?.extract()?)
+        } else if let Ok(i) = v.call_method0("__index__").and_then(|i| i.extract::<i64>()) {
+            // numpy integers (a `for layer in np.arange(...)` loop).
+            toml::Value::Integer(i)
         } else if let Ok(f) = v.extract::<f64>() {
-            // numpy scalars and the like.
+            // numpy floats and the like.
             toml::Value::Float(f)
         } else {
             return Err(invalid(format!(

@@ -1,33 +1,37 @@
 //! Errors as Python sees them: `m2ib.Error` (a ValueError) with the CLI's one-line message, or
-//! FileNotFoundError when a path the caller gave does not exist. A panic inside the library
+//! FileNotFoundError when the error is about a path the caller gave that does not exist. A panic inside the library
 //! becomes `m2ib.Error` too, never a PanicException.
 use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::Path;
 
 pyo3::create_exception!(
-    _m2ib,
+    m2ib,
     Error,
     PyValueError,
     "An m2ib error; its message is the one the m2ib command prints."
 );
 
-/// The paths a call was given: an error while any of them is missing is a FileNotFoundError.
-#[derive(Default, Clone)]
-pub struct Given(pub Vec<PathBuf>);
+/// The error of a path the caller gave that does not exist: raised as FileNotFoundError.
+#[derive(Debug)]
+pub struct Missing(String);
 
-impl Given {
-    pub fn of(paths: impl IntoIterator<Item = PathBuf>) -> Given {
-        Given(paths.into_iter().collect())
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
+}
 
-    fn exception(&self, message: String) -> PyErr {
-        if self.0.iter().any(|p| !p.exists()) {
-            PyFileNotFoundError::new_err(message)
-        } else {
-            Error::new_err(message)
-        }
+impl std::error::Error for Missing {}
+
+/// `e` as it is, or marked as a missing path's error when `path` does not exist (the message
+/// stays the CLI's).
+pub fn about(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    if path.exists() {
+        e
+    } else {
+        anyhow::Error::new(Missing(m2ib_runner::one_line(&e)))
     }
 }
 
@@ -41,13 +45,15 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// Runs `f` with the GIL released; errors and panics become Python exceptions.
 pub fn compute<T: Send>(
     py: Python<'_>,
-    given: &Given,
     f: impl FnOnce() -> anyhow::Result<T> + Send,
 ) -> PyResult<T> {
     let out = py.allow_threads(|| catch_unwind(AssertUnwindSafe(f)));
     match out {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(given.exception(m2ib_runner::one_line(&e))),
+        Ok(Err(e)) if e.downcast_ref::<Missing>().is_some() => {
+            Err(PyFileNotFoundError::new_err(m2ib_runner::one_line(&e)))
+        }
+        Ok(Err(e)) => Err(Error::new_err(m2ib_runner::one_line(&e))),
         Err(p) => {
             let msg = panic_message(p);
             // libtorch's own messages run to pages: the first line says what went wrong.

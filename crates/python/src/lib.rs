@@ -26,5 +26,6 @@ fn _m2ib(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(metrics::text_auroc, m)?)?;
     m.add_function(wrap_pyfunction!(run::run, m)?)?;
     m.add_function(wrap_pyfunction!(run::torch_build, m)?)?;
+    m.add_function(wrap_pyfunction!(run::num_threads, m)?)?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The metrics that need no model, on the caller's own maps, normalised as the runner does
 //! before scoring (min-max; a constant map is an error, as it is a `degenerate_map` row there).
-use crate::errors::invalid;
+use crate::errors::{compute, invalid};
 use m2ib_attribution::{normalize_image, normalize_text};
 use m2ib_metrics::localization::{iou, Threshold};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -15,6 +15,7 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (image_map, boxes, threshold = "value"))]
 pub fn localization_iou(
+    py: Python<'_>,
     image_map: PyReadonlyArray2<'_, f32>,
     boxes: Vec<[f64; 4]>,
     threshold: &str,
@@ -26,16 +27,18 @@ pub fn localization_iou(
     })?;
     let (h, w) = (image_map.shape()[0], image_map.shape()[1]);
     let flat: Vec<f32> = image_map.as_array().iter().copied().collect();
-    let t = tch::Tensor::from_slice(&flat).view([h as i64, w as i64]);
-    let norm = normalize_image(&t).map_err(err)?;
-    let norm = Vec::<f32>::try_from(norm.flatten(0, -1)).map_err(err)?;
-    iou(&norm, h, w, &boxes, mode).map_err(err)
+    compute(py, || {
+        let t = tch::Tensor::from_slice(&flat).view([h as i64, w as i64]);
+        let norm = Vec::<f32>::try_from(normalize_image(&t)?.flatten(0, -1))?;
+        Ok(iou(&norm, h, w, &boxes, mode)?)
+    })
 }
 
 /// AUROC of the content tokens' scores with `positive` marking the tokens that name what is in
 /// the image; `content` is false for start, end and padding positions.
 #[pyfunction]
 pub fn text_auroc(
+    py: Python<'_>,
     token_scores: PyReadonlyArray1<'_, f32>,
     content: Vec<bool>,
     positive: Vec<bool>,
@@ -49,6 +52,10 @@ pub fn text_auroc(
             positive.len()
         )));
     }
-    let norm = normalize_text(&scores, &content).map_err(err)?;
-    m2ib_metrics::localization::text_auroc(&norm, &content, &positive).map_err(err)
+    compute(py, || {
+        let norm = normalize_text(&scores, &content)?;
+        Ok(m2ib_metrics::localization::text_auroc(
+            &norm, &content, &positive,
+        )?)
+    })
 }

@@ -2,7 +2,7 @@
 //! (as `m2ib attribute` computes them), embeddings (as `m2ib embed`), and the confidence metrics
 //! on the caller's own maps (as the runner scores them).
 use crate::convert::{json, settings as settings_of, Image};
-use crate::errors::{compute, invalid, Given};
+use crate::errors::{about, compute, invalid};
 use anyhow::Context;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, AttributionError, Batch};
 use m2ib_clip::rng::splitmix64;
@@ -38,6 +38,9 @@ pub struct Model {
     preset: String,
     /// Where the device came from when `auto` fell back (printed by `m2ib embed` too).
     note: Option<String>,
+    /// Read without the lock (a call may hold it for minutes).
+    image_size: usize,
+    depths: (usize, usize),
 }
 
 /// One method's explanation of one pair.
@@ -68,14 +71,19 @@ struct PairOut {
     methods: Vec<Explained>,
 }
 
+/// The CLI's wording, `pair 1 (scene.png): ...` (numbered from 1); a FileNotFoundError when the
+/// image's path does not exist.
 fn pair_error(k: usize, image: &Image, e: anyhow::Error) -> anyhow::Error {
-    // The CLI's wording: `pair 1 (scene.png): ...`, numbered from 1.
-    anyhow::anyhow!(
+    let e = anyhow::anyhow!(
         "pair {} ({}): {}",
         k + 1,
         image.label(),
         m2ib_runner::one_line(&e)
-    )
+    );
+    match image.path() {
+        Some(p) => about(p, e),
+        None => e,
+    }
 }
 
 fn prepare(ck: &Checkpoint, image: &Image, caption: &str) -> anyhow::Result<Pair> {
@@ -152,20 +160,26 @@ impl Model {
     #[new]
     #[pyo3(signature = (model, device = "cpu", preset = "hf"))]
     fn new(py: Python<'_>, model: PathBuf, device: &str, preset: &str) -> PyResult<Self> {
-        let given = if model == Path::new(m2ib_runner::bundled::NAME) {
-            Given::default()
-        } else {
-            Given::of([model.clone()])
-        };
         let (device, preset) = (device.to_string(), preset.to_string());
-        compute(py, &given, move || {
-            let dir =
-                m2ib_runner::bundled::locate(&model, Path::new("")).map_err(anyhow::Error::msg)?;
+        compute(py, move || {
+            // The embedded default's name is not a path: a missing copy is not FileNotFoundError.
+            let dir = m2ib_runner::bundled::locate(&model, Path::new("")).map_err(|e| {
+                let e = anyhow::Error::msg(e);
+                if model == Path::new(m2ib_runner::bundled::NAME) {
+                    e
+                } else {
+                    about(&model, e)
+                }
+            })?;
             let (dev, note) = m2ib_clip::devices::one(&device).map_err(anyhow::Error::msg)?;
             let options = ModelOptions::preset(&preset)?;
             let ck = Checkpoint::load_with(&dir, dev, &options)
                 .with_context(|| format!("loading {}", dir.display()))?;
+            let image_size = ck.model.config.vision_config.image_size as usize;
+            let depths = (ck.model.vision_depth(), ck.model.text_depth());
             Ok(Model {
+                image_size,
+                depths,
                 ck: Mutex::new(ck),
                 dir,
                 device: match dev {
@@ -203,19 +217,18 @@ impl Model {
     /// Side of the square image the model reads.
     #[getter]
     fn image_size(&self) -> usize {
-        self.lock().model.config.vision_config.image_size as usize
+        self.image_size
     }
 
     /// Blocks of the image and the text tower.
     #[getter]
     fn depths(&self) -> (usize, usize) {
-        let ck = self.lock();
-        (ck.model.vision_depth(), ck.model.text_depth())
+        self.depths
     }
 
     /// The tokens a caption becomes (start and end included), as the maps index them.
     fn tokens(&self, py: Python<'_>, text: String) -> PyResult<Vec<String>> {
-        compute(py, &Given::default(), || {
+        compute(py, || {
             let e = self
                 .lock()
                 .tokenizer
@@ -250,9 +263,8 @@ impl Model {
         }
         let images: Vec<Image> = images.iter().map(Image::extract).collect::<PyResult<_>>()?;
         let given = settings_of(settings.as_ref())?;
-        let paths = Given::of(images.iter().filter_map(|i| i.path().cloned()));
         let method = method.to_string();
-        let out = compute(py, &paths, || {
+        let out = compute(py, || {
             let ck = self.lock();
             let mut methods = vec![];
             for name in m2ib_runner::resolve::names(&method) {
@@ -285,7 +297,7 @@ impl Model {
                 .map(|(p, &seed)| PairOut {
                     tokens: p.encoded.tokens.clone(),
                     ids: p.encoded.ids.clone(),
-                    content: batch.content[0].clone(),
+                    content: vec![],
                     seed,
                     unknown: p.encoded.unknown.clone(),
                     truncated: p.encoded.truncated,
@@ -352,8 +364,10 @@ impl Model {
             )));
         }
         let images: Vec<Image> = images.iter().map(Image::extract).collect::<PyResult<_>>()?;
-        let paths = Given::of(images.iter().filter_map(|i| i.path().cloned()));
-        let (ie, te, cos) = compute(py, &paths, || {
+        if images.is_empty() {
+            return Err(invalid("no pairs to embed"));
+        }
+        let (ie, te, cos) = compute(py, || {
             let ck = self.lock();
             let mut pixels = vec![];
             let mut inputs = vec![];
@@ -398,9 +412,10 @@ impl Model {
         })?;
         let shape = [image_map.shape()[0] as i64, image_map.shape()[1] as i64];
         let map: Vec<f32> = image_map.as_array().iter().copied().collect();
-        let given = Given::of(image.path().cloned());
-        let c = compute(py, &given, || {
-            let (p, batch) = self.one_pair(&image, &text)?;
+        let c = compute(py, || {
+            let (p, batch) = self
+                .one_pair(&image, &text)
+                .map_err(|e| pair_error(0, &image, e))?;
             let ck = self.lock();
             let (h, w) = (p.pixels.size()[1], p.pixels.size()[2]);
             anyhow::ensure!(
@@ -438,9 +453,10 @@ impl Model {
             ))
         })?;
         let scores: Vec<f32> = token_scores.as_array().iter().copied().collect();
-        let given = Given::of(image.path().cloned());
-        let c = compute(py, &given, || {
-            let (p, batch) = self.one_pair(&image, &text)?;
+        let c = compute(py, || {
+            let (p, batch) = self
+                .one_pair(&image, &text)
+                .map_err(|e| pair_error(0, &image, e))?;
             let ck = self.lock();
             let n = p.encoded.ids.len();
             anyhow::ensure!(
@@ -448,6 +464,8 @@ impl Model {
                 "{} token scores for a caption of {n} tokens (start and end included)",
                 scores.len()
             );
+            // A constant scoring is the runner's `degenerate_map` row: refused alike.
+            normalize_text(&scores, &batch.content[0])?;
             let image_emb = tch::no_grad(|| {
                 ck.model
                     .image_features(&batch.pixels)

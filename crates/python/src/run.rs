@@ -1,6 +1,6 @@
 //! `m2ib.run`: an experiment TOML into its run folder, as `m2ib run` does (resumable; several
 //! processes may share the folder).
-use crate::errors::{compute, Given};
+use crate::errors::{about, compute};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
@@ -15,9 +15,10 @@ pub fn run<'py>(
     quiet: bool,
     dry_run: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let given = Given::of([experiment.clone()]);
-    let s = compute(py, &given, || {
-        m2ib_runner::run::run(
+    let s = compute(py, || {
+        // The runner sets libtorch's intra-op threads per worker; the caller's process keeps its own.
+        let threads = tch::get_num_threads();
+        let s = m2ib_runner::run::run(
             &experiment,
             &m2ib_runner::run::RunOptions {
                 out,
@@ -28,7 +29,9 @@ pub fn run<'py>(
                 devices: devices.as_deref().map(m2ib_clip::devices::split_list),
                 claim_timeout: None,
             },
-        )
+        );
+        tch::set_num_threads(threads);
+        s.map_err(|e| about(&experiment, e))
     })?;
     let d = PyDict::new(py);
     d.set_item("out", s.out)?;
@@ -47,4 +50,10 @@ pub fn torch_build() -> &'static str {
         m2ib_clip::devices::Build::Cpu => "cpu",
         m2ib_clip::devices::Build::Cuda => "cuda",
     }
+}
+
+/// libtorch's intra-op threads in this process (what `m2ib.run` leaves as it found).
+#[pyfunction]
+pub fn num_threads() -> i32 {
+    tch::get_num_threads()
 }

@@ -23,7 +23,7 @@ def test_a_missing_model_or_experiment_is_file_not_found(m2ib, tmp_path):
 
 
 def test_bad_settings_are_value_errors_naming_the_setting(m2ib, model, scenes):
-    with pytest.raises(ValueError, match="no block after it"):
+    with pytest.raises(m2ib.Error, match="no block after it"):
         model.attribute(scenes[0], "a red circle", layer=3)
     with pytest.raises(m2ib.Error, match="unknown method"):
         model.attribute(scenes[0], "a red circle", method="lime")
@@ -31,6 +31,15 @@ def test_bad_settings_are_value_errors_naming_the_setting(m2ib, model, scenes):
         model.attribute(scenes[0], "a red circle", beta=[1, 2])
     with pytest.raises(m2ib.Error, match="device"):
         m2ib.load("tiny-shapes", device="tpu")
+
+
+def test_file_not_found_only_when_the_error_is_the_missing_file(m2ib, model):
+    # A missing image with a bad setting: the setting is checked first, and that is the error.
+    with pytest.raises(m2ib.Error, match="no block after it") as e:
+        model.attribute("nope.png", "a red circle", layer=3)
+    assert not isinstance(e.value, FileNotFoundError)
+    with pytest.raises(m2ib.Error, match="no pairs"):
+        model.embed([], [])
 
 
 def test_bad_images_say_what_was_expected(m2ib, model):

@@ -39,7 +39,10 @@ def experiment(tmp_path_factory):
 
 
 def test_run_equals_the_cli_and_resumes(m2ib, experiment, tmp_path):
+    threads = m2ib._m2ib.num_threads()
     s = m2ib.run(experiment, out=tmp_path / "py", quiet=True)
+    # The runner pins threads per worker while it runs; the process gets its own count back.
+    assert m2ib._m2ib.num_threads() == threads
     assert s["jobs"] > 0 and s["ran"] == s["jobs"] and s["already_done"] == 0
     again = m2ib.run(experiment, out=tmp_path / "py", quiet=True)
     assert again["already_done"] == s["jobs"] and again["ran"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +31,10 @@ def load(model: str | os.PathLike = "tiny-shapes", device: str = "cpu", preset: 
     name = os.fspath(model)
     if name == _m2ib.BUNDLED_NAME and _bundled_dir() is not None:
         name = str(_bundled_dir())
-    return Model(_m2ib.Model(name, device, preset))
+    m = Model(_m2ib.Model(name, device, preset))
+    if m.device_note:
+        print(m.device_note, file=sys.stderr)
+    return m
 
 
 def _image_arg(image: Any) -> Any:
@@ -133,6 +137,11 @@ class Model:
         return self._inner.device
 
     @property
+    def device_note(self) -> str | None:
+        """Why ``device="auto"`` chose the device it did (None when one was named)."""
+        return self._inner.device_note
+
+    @property
     def image_size(self) -> int:
         return self._inner.image_size
 
@@ -151,31 +160,33 @@ class Model:
         method: str = "m2ib",
         *,
         seed: int = 0,
-        batch_size: int = 8,
+        pairs_per_batch: int = 8,
         progress: bool | None = None,
         **settings: Any,
     ):
-        """Explain one pair, or a list of ``(image, text)`` pairs (run ``batch_size`` at a time).
+        """Explain one pair, or a list of ``(image, text)`` pairs (``pairs_per_batch`` at a time).
 
         ``image``: a path, a PIL image or an HxWx3 uint8 array. ``method``: one of
-        ``m2ib.METHODS`` or ``"all"`` (then a dict name -> Explanation per pair). ``settings``:
-        the flat keys of an experiment's ``[methods.<name>]`` table, e.g. ``layer=8``,
-        ``text_layer="embeddings"``, ``beta=0.1``, ``var=1.0``, ``steps=10``; unset keys take
-        the model's defaults, then the method's. Pair k of a call is seeded as ``m2ib attribute``
-        seeds its pair k, so the maps equal the CLI's.
+        ``m2ib.METHODS`` or ``"all"`` (then a dict name -> Explanation per pair; ``settings`` go
+        to M2IB only, as the CLI's flags do). ``settings``: the flat keys of an experiment's
+        ``[methods.<name>]`` table, e.g. ``layer=8``, ``text_layer="embeddings"``, ``beta=0.1``,
+        ``var=1.0``, ``steps=10``, RISE's ``image_masks=512`` or ``batch_size=64``; unset keys
+        take the model's defaults, then the method's. Pair k of a call is seeded as
+        ``m2ib attribute`` seeds its pair k: with ``pairs_per_batch=1`` the maps equal the CLI's
+        bit for bit; batched pairs differ from them by float rounding.
         """
         single = text is not None
         pairs: Sequence = [(image, text)] if single else list(image)
         for p in pairs:
             if not (isinstance(p, (tuple, list)) and len(p) == 2):
                 raise TypeError("attribute(image, text) for one pair, or attribute([(image, text), ...])")
-        if batch_size < 1:
-            raise _m2ib.Error(f"batch_size {batch_size}: must be at least 1")
+        if pairs_per_batch < 1:
+            raise _m2ib.Error(f"pairs_per_batch {pairs_per_batch}: must be at least 1")
         out = []
         bar = _progress(len(pairs), progress)
         try:
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start : start + batch_size]
+            for start in range(0, len(pairs), pairs_per_batch):
+                chunk = pairs[start : start + pairs_per_batch]
                 got = self._inner.attribute(
                     [_image_arg(i) for i, _ in chunk],
                     [str(t) for _, t in chunk],
