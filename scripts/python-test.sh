@@ -7,16 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:?run under scripts/with-libtorch.sh}"
-PY=${PYTHON:-python3}
-VENV=${M2IB_PYTEST_VENV:-$HOME/.cache/m2ib/pytest-venv}
-PINS=(numpy==2.4.6 pytest==9.2.0 pandas==3.1.1 pyarrow==26.0.1 pillow==12.3.0)
-if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "${PINS[*]}" ]; then
-  echo "python-test: making $VENV (${PINS[*]})" >&2
-  rm -rf "$VENV"
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "${PINS[@]}"
-  echo "${PINS[*]}" > "$VENV/.pins"
-fi
+BIN=$(scripts/pinned-venv.sh "${M2IB_PYTEST_VENV:-$HOME/.cache/m2ib/pytest-venv}" \
+  numpy==2.4.6 pytest==9.2.0 pandas==3.1.1 pyarrow==26.0.1 pillow==12.3.0)
 # The whole workspace with the Python crate's feature on: the features every other crate gets
 # are then those of `cargo test --workspace`, so only pyo3, numpy and the extension are built
 # here (`-p m2ib-python` would build tch and the m2ib crates a second time, with other features);
@@ -28,4 +20,4 @@ mkdir -p "$PKG/m2ib"
 for f in crates/python/python/m2ib/*.py; do ln -s "$PWD/$f" "$PKG/m2ib/"; done
 ln -s "$CARGO_TARGET_DIR/debug/lib_m2ib.so" "$PKG/m2ib/_m2ib.so"
 export PYTHONPATH="$PKG" M2IB_CLI="$CARGO_TARGET_DIR/debug/m2ib"
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider crates/python/tests "$@"
+exec "$BIN/python" -m pytest -q -p no:cacheprovider crates/python/tests "$@"

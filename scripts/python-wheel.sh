@@ -8,15 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:?run under scripts/with-libtorch.sh}"
 PY=${PYTHON:-python3}
-VENV=$HOME/.cache/m2ib/maturin-venv
-PIN=maturin==1.15.0
-if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$PIN" ]; then
-  echo "python-wheel: making $VENV ($PIN)" >&2
-  rm -rf "$VENV"
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "$PIN"
-  echo "$PIN" > "$VENV/.pins"
-fi
+BIN=$(scripts/pinned-venv.sh "$HOME/.cache/m2ib/maturin-venv" maturin==1.15.0)
 # The embedded default travels inside the wheel (m2ib.load("tiny-shapes") finds it there); the
 # copy is removed again after the build.
 MODELS=crates/python/python/m2ib/models
@@ -26,5 +18,5 @@ cp -r data/tiny-shapes-clip "$MODELS/"
 trap 'rm -rf "$MODELS"' EXIT
 OUT="$CARGO_TARGET_DIR/wheels"
 rm -f "$OUT"/m2ib-*.whl
-"$VENV/bin/maturin" build --release -q -m crates/python/Cargo.toml -i "$(command -v "$PY")" --out "$OUT" >&2
+"$BIN/maturin" build --release -q -m crates/python/Cargo.toml -i "$(command -v "$PY")" --out "$OUT" >&2
 ls "$OUT"/m2ib-*.whl | head -1

@@ -4,7 +4,8 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use m2ib_attribution::{normalize_image, normalize_text, Attribution, Attributor, Batch};
+use m2ib_attribution::normalize::for_display;
+use m2ib_attribution::{Attribution, Attributor, Batch};
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::{decode_image, Checkpoint, Layer, Pair};
 use m2ib_report::colormap::Colormap;
@@ -252,23 +253,11 @@ fn write_maps(
     p: &Pair,
     meta: serde_json::Value,
 ) -> anyhow::Result<(Tensor, Vec<f32>)> {
-    // A constant map is a result (the method found nothing to tell apart), not a failure of the
-    // pair: it is drawn as zeros and named, and the other modality's map is still written.
-    let constant = |e: &m2ib_attribution::AttributionError| e.to_string().contains("is constant");
-    let image_norm = match normalize_image(&a.image) {
-        Err(e) if constant(&e) => {
-            eprintln!("note: {}: image map: {e}; drawn as 0", a_name(&meta));
-            a.image.zeros_like()
-        }
-        other => other?,
-    };
-    let text_norm = match normalize_text(&a.text, &a.content) {
-        Err(e) if constant(&e) => {
-            eprintln!("note: {}: token scores: {e}; drawn as 0", a_name(&meta));
-            vec![0.0; a.text.len()]
-        }
-        other => other?,
-    };
+    let shown = for_display(a, &a_name(&meta))?;
+    for n in &shown.notes {
+        eprintln!("note: {n}");
+    }
+    let (image_norm, text_norm) = (shown.image, shown.text);
     let text_raw = Tensor::from_slice(&a.text);
     let arrays = [
         ("image_raw", a.image.shallow_clone()),

@@ -4,7 +4,8 @@
 use crate::convert::{json, settings as settings_of, Image};
 use crate::errors::{about, compute, invalid};
 use anyhow::Context;
-use m2ib_attribution::{normalize_image, normalize_text, Attribution, AttributionError, Batch};
+use m2ib_attribution::normalize::for_display;
+use m2ib_attribution::{normalize_image, normalize_text, Attribution, Batch};
 use m2ib_clip::rng::splitmix64;
 use m2ib_clip::{cosine, Checkpoint, ModelOptions, Pair};
 use m2ib_metrics::confidence::{
@@ -86,32 +87,33 @@ fn pair_error(k: usize, image: &Image, e: anyhow::Error) -> anyhow::Error {
     }
 }
 
-fn prepare(ck: &Checkpoint, image: &Image, caption: &str) -> anyhow::Result<Pair> {
-    ck.pair(image.decode()?, caption)
-        .with_context(|| format!("caption {caption:?}"))
+/// Pair `k` of a call (numbered from 0) read and preprocessed; its errors name it.
+fn prepare(ck: &Checkpoint, k: usize, image: &Image, caption: &str) -> anyhow::Result<Pair> {
+    let pair = || -> anyhow::Result<Pair> {
+        ck.pair(image.decode()?, caption)
+            .with_context(|| format!("caption {caption:?}"))
+    };
+    pair().map_err(|e| pair_error(k, image, e))
 }
 
-/// Normalised maps as `m2ib attribute` writes them: a constant map is drawn as zeros and named.
+/// One pair and its batch of one (the confidence metrics).
+fn one_pair(ck: &Checkpoint, image: &Image, caption: &str) -> anyhow::Result<(Pair, Batch)> {
+    let p = prepare(ck, 0, image, caption)?;
+    let batch = Batch::new(
+        ck,
+        std::slice::from_ref(&p.pixels),
+        std::slice::from_ref(&p.encoded),
+        vec![0],
+    );
+    Ok((p, batch))
+}
+
+/// Normalised maps as `m2ib attribute` writes them (a constant map drawn as zeros and named).
 fn explained(a: &Attribution, p: &Pair, name: &str, sources: &Value) -> anyhow::Result<Explained> {
-    let constant = |e: &AttributionError| e.to_string().contains("is constant");
-    let mut notes = vec![];
-    let image_norm = match normalize_image(&a.image) {
-        Err(e) if constant(&e) => {
-            notes.push(format!("{name}: image map: {e}; drawn as 0"));
-            a.image.zeros_like()
-        }
-        other => other?,
-    };
-    let text_norm = match normalize_text(&a.text, &a.content) {
-        Err(e) if constant(&e) => {
-            notes.push(format!("{name}: token scores: {e}; drawn as 0"));
-            vec![0.0; a.text.len()]
-        }
-        other => other?,
-    };
+    let shown = for_display(a, name)?;
     let size = [a.image.size()[0] as usize, a.image.size()[1] as usize];
     let flat = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1));
-    let image_norm = flat(&image_norm)?;
+    let image_norm = flat(&shown.image)?;
     let (original, crop) = p
         .geometry
         .to_original(&image_norm, p.original.width, p.original.height);
@@ -124,10 +126,10 @@ fn explained(a: &Attribution, p: &Pair, name: &str, sources: &Value) -> anyhow::
         original_size: [p.original.height, p.original.width],
         crop,
         text_raw: a.text.clone(),
-        text_norm,
+        text_norm: shown.text,
         params: a.params.clone(),
         sources: sources.clone(),
-        notes,
+        notes: shown.notes,
     })
 }
 
@@ -139,19 +141,6 @@ impl Model {
     fn lock(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
         // A panic inside a call poisons nothing we rely on: the checkpoint is read-only.
         self.ck.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// One pair's pixels on the CPU, its caption, and its embeddings' partner for a metric.
-    fn one_pair(&self, image: &Image, caption: &str) -> anyhow::Result<(Pair, Batch)> {
-        let ck = self.lock();
-        let p = prepare(&ck, image, caption)?;
-        let batch = Batch::new(
-            &ck,
-            std::slice::from_ref(&p.pixels),
-            std::slice::from_ref(&p.encoded),
-            vec![0],
-        );
-        Ok((p, batch))
     }
 }
 
@@ -281,9 +270,7 @@ impl Model {
                 .iter()
                 .zip(&texts)
                 .enumerate()
-                .map(|(i, (image, caption))| {
-                    prepare(&ck, image, caption).map_err(|e| pair_error(first_index + i, image, e))
-                })
+                .map(|(i, (image, caption))| prepare(&ck, first_index + i, image, caption))
                 .collect::<anyhow::Result<_>>()?;
             let seeds: Vec<u64> = (0..pairs.len())
                 .map(|i| splitmix64(seed ^ (first_index + i) as u64))
@@ -372,7 +359,7 @@ impl Model {
             let mut pixels = vec![];
             let mut inputs = vec![];
             for (i, (image, text)) in images.iter().zip(&texts).enumerate() {
-                let p = prepare(&ck, image, text).map_err(|e| pair_error(i, image, e))?;
+                let p = prepare(&ck, i, image, text)?;
                 pixels.push(p.pixels);
                 inputs.push(p.encoded);
             }
@@ -413,10 +400,8 @@ impl Model {
         let shape = [image_map.shape()[0] as i64, image_map.shape()[1] as i64];
         let map: Vec<f32> = image_map.as_array().iter().copied().collect();
         let c = compute(py, || {
-            let (p, batch) = self
-                .one_pair(&image, &text)
-                .map_err(|e| pair_error(0, &image, e))?;
             let ck = self.lock();
+            let (p, batch) = one_pair(&ck, &image, &text)?;
             let (h, w) = (p.pixels.size()[1], p.pixels.size()[2]);
             anyhow::ensure!(
                 shape == [h, w],
@@ -454,10 +439,8 @@ impl Model {
         })?;
         let scores: Vec<f32> = token_scores.as_array().iter().copied().collect();
         let c = compute(py, || {
-            let (p, batch) = self
-                .one_pair(&image, &text)
-                .map_err(|e| pair_error(0, &image, e))?;
             let ck = self.lock();
+            let (p, batch) = one_pair(&ck, &image, &text)?;
             let n = p.encoded.ids.len();
             anyhow::ensure!(
                 scores.len() == n,

@@ -29,8 +29,9 @@ def load(model: str | os.PathLike = "tiny-shapes", device: str = "cpu", preset: 
     method settings (``<folder>/m2ib.toml``, else a rule from its depths) apply to every call.
     """
     name = os.fspath(model)
-    if name == _m2ib.BUNDLED_NAME and _bundled_dir() is not None:
-        name = str(_bundled_dir())
+    shipped = _bundled_dir() if name == _m2ib.BUNDLED_NAME else None
+    if shipped is not None:
+        name = str(shipped)
     m = Model(_m2ib.Model(name, device, preset))
     if m.device_note:
         print(m.device_note, file=sys.stderr)
