@@ -3,7 +3,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 run := "scripts/with-libtorch.sh"
-m2ib := run + " cargo run -q --release -p m2ib-cli --"
+# The test build's binary (scripts/m2ib.sh): one build serves tests and runs.
+m2ib := run + " scripts/m2ib.sh"
 # M2IB's selection criterion, fixed before any look at the test split: mean rank per modality.
 select := "drop,increase,intervention,localization_iou:percentile,localization_auroc"
 
@@ -55,7 +56,7 @@ m2ib *args:
 
 # Benchmarks against the PyTorch reference in the same run (needs the Python venv: ~6 GB, made once).
 bench target="m2ib":
-    {{m2ib}} bench {{target}} --python "$(scripts/python/setup_venv.sh)"
+    {{run}} cargo run -q --release -p m2ib-cli -- bench {{target}} --python "$(scripts/python/setup_venv.sh)"
 
 # Rewrite reports/baselines/<experiment>.csv from 3 seeds (only for intended score changes; README "Score guard").
 baseline experiment="smoke":

@@ -2,7 +2,7 @@
 //! maps (image: the top `fraction` of pixels -> 0 in normalised space, the channel mean; text:
 //! the top `fraction` of content tokens -> `text_mask_id`), fine-tune with the symmetric CLIP
 //! loss, evaluate the loss on the ORIGINAL validation split. L_clean is the same fine-tuning on
-//! clean data; score = (L_degraded - L_clean) / L_clean * 100; each repeat draws a new 80/20 split,
+//! clean data; score = (L_degraded - L_clean) / L_clean * 100; each split draws a new 80/20 split,
 //! or, with a fixed validation set (`RoarData::val`), trains on every other pair in a new order.
 use crate::MetricError;
 use m2ib_attribution::perturb::{content_positions, mask_pixels, mask_positions};
@@ -17,7 +17,8 @@ use tch::{Device, Kind, Tensor};
 #[serde(default, deny_unknown_fields)]
 pub struct RoarConfig {
     pub fraction: f64,
-    pub repeats: usize,
+    /// Fine-tunings per score, each on its own split (or batch order, with a fixed validation set).
+    pub splits: usize,
     pub steps: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -40,8 +41,8 @@ impl Default for RoarConfig {
     fn default() -> Self {
         RoarConfig {
             fraction: 0.5,
-            repeats: 5,
-            steps: 100,
+            splits: 1,
+            steps: 50,
             batch_size: 32,
             lr: 1e-4,
             val_fraction: 0.2,
@@ -74,17 +75,19 @@ pub struct RoarMaps {
     pub text: Option<Vec<Vec<f32>>>,
 }
 
-/// The clean fine-tuning of one repeat: shared by every method (same split, same batch order).
+/// The clean fine-tuning of one split: shared by every method (same split, same batch order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CleanLoss {
-    pub repeat: usize,
+    /// Caches written before the field's rename call it `repeat`.
+    #[serde(alias = "repeat")]
+    pub split: usize,
     pub split_seed: u64,
     pub l_clean: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RoarRepeat {
-    pub repeat: usize,
+pub struct RoarSplit {
+    pub split: usize,
     pub split_seed: u64,
     pub l_clean: f64,
     pub l_degraded: f64,
@@ -234,13 +237,13 @@ fn split_seed_of(cfg: &RoarConfig, r: usize) -> u64 {
     splitmix64(cfg.seed ^ (r as u64) << 16)
 }
 
-/// L_clean of every repeat (the same for every method: compute it once and share it).
+/// L_clean of every split (the same for every method: compute it once and share it).
 pub fn roar_clean(
     load: &dyn Fn() -> Result<ClipModel, MetricError>,
     data: &RoarData,
     cfg: &RoarConfig,
 ) -> Result<Vec<CleanLoss>, MetricError> {
-    (0..cfg.repeats)
+    (0..cfg.splits)
         .map(|r| {
             let split_seed = split_seed_of(cfg, r);
             let (train_idx, val_idx) = split_of(data, cfg, split_seed);
@@ -254,7 +257,7 @@ pub fn roar_clean(
                 splitmix64(split_seed),
             )?;
             Ok(CleanLoss {
-                repeat: r,
+                split: r,
                 split_seed,
                 l_clean,
             })
@@ -262,7 +265,7 @@ pub fn roar_clean(
         .collect()
 }
 
-/// ROAR+ for one method given the shared clean losses: each repeat fine-tunes on the degraded
+/// ROAR+ for one method given the shared clean losses: each split fine-tunes on the degraded
 /// data with the clean run's split and batch order.
 pub fn roar_degraded(
     load: &dyn Fn() -> Result<ClipModel, MetricError>,
@@ -270,7 +273,7 @@ pub fn roar_degraded(
     maps: &RoarMaps,
     cfg: &RoarConfig,
     clean: &[CleanLoss],
-) -> Result<Vec<RoarRepeat>, MetricError> {
+) -> Result<Vec<RoarSplit>, MetricError> {
     let (deg_pixels, deg_ids) = degrade(data, maps, cfg.fraction);
     clean
         .iter()
@@ -285,8 +288,8 @@ pub fn roar_degraded(
                 cfg,
                 splitmix64(c.split_seed),
             )?;
-            Ok(RoarRepeat {
-                repeat: c.repeat,
+            Ok(RoarSplit {
+                split: c.split,
                 split_seed: c.split_seed,
                 l_clean: c.l_clean,
                 l_degraded,
@@ -296,14 +299,14 @@ pub fn roar_degraded(
         .collect()
 }
 
-/// ROAR+ for one method: `cfg.repeats` repeats, each a new split; the clean and the degraded
-/// fine-tuning of a repeat see the same batch order.
+/// ROAR+ for one method: `cfg.splits` fine-tunings, each a new split; the clean and the degraded
+/// fine-tuning of a split see the same batch order.
 pub fn roar_plus(
     load: &dyn Fn() -> Result<ClipModel, MetricError>,
     data: &RoarData,
     maps: &RoarMaps,
     cfg: &RoarConfig,
-) -> Result<Vec<RoarRepeat>, MetricError> {
+) -> Result<Vec<RoarSplit>, MetricError> {
     roar_degraded(load, data, maps, cfg, &roar_clean(load, data, cfg)?)
 }
 

@@ -84,7 +84,7 @@ fn roar_plus_detects_removing_the_named_objects() {
         text: Some(flat_text),
     };
     let cfg = RoarConfig {
-        repeats: 2,
+        splits: 2,
         steps: 60,
         batch_size: 32,
         lr: 2e-3,
@@ -92,7 +92,7 @@ fn roar_plus_detects_removing_the_named_objects() {
     };
     let t = roar_plus(&load, &data, &true_maps, &cfg).unwrap();
     let r = roar_plus(&load, &data, &random_maps, &cfg).unwrap();
-    let mean = |v: &[m2ib_metrics::roar::RoarRepeat]| {
+    let mean = |v: &[m2ib_metrics::roar::RoarSplit]| {
         v.iter().map(|x| x.score).sum::<f64>() / v.len() as f64
     };
     println!(

@@ -177,8 +177,12 @@ pub struct RoarSpec {
     /// Pairs of `split` explained and used (80/20 train/validation per split seed).
     pub n: usize,
     pub split: String,
+    /// ROAR+ runs on the first `repeats` of the experiment's repeats (default: all). Each repeat
+    /// explains a new draw of training pairs; fewer repeats with more `splits` save map jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<usize>,
     pub fraction: f64,
-    /// Train/validation splits per repeat (the paper's R = 5 is `repeats` x `splits`).
+    /// Fine-tunings per repeat, each a new split (the paper's R = 5 is repeats x `splits`).
     pub splits: usize,
     pub steps: usize,
     pub batch_size: usize,
@@ -195,18 +199,21 @@ pub struct RoarSpec {
 }
 
 impl Default for RoarSpec {
+    /// The fine-tuning defaults are RoarConfig's (one place for them).
     fn default() -> Self {
+        let c = m2ib_metrics::roar::RoarConfig::default();
         RoarSpec {
             modalities: vec!["image".into(), "text".into()],
             n: 64,
             split: "train".into(),
-            fraction: 0.5,
-            splits: 1,
-            steps: 50,
-            batch_size: 32,
-            lr: 1e-4,
-            val_fraction: 0.2,
-            val_batch_size: m2ib_metrics::roar::RoarConfig::default().val_batch_size,
+            repeats: None,
+            fraction: c.fraction,
+            splits: c.splits,
+            steps: c.steps,
+            batch_size: c.batch_size,
+            lr: c.lr,
+            val_fraction: c.val_fraction,
+            val_batch_size: c.val_batch_size,
             val_n: None,
         }
     }
@@ -236,7 +243,7 @@ impl RoarSpec {
     pub fn config(&self, seed: u64) -> m2ib_metrics::roar::RoarConfig {
         m2ib_metrics::roar::RoarConfig {
             fraction: self.fraction,
-            repeats: self.splits,
+            splits: self.splits,
             steps: self.steps,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -508,6 +515,15 @@ impl Experiment {
                         r.val_fraction,
                         r.val_batch_size,
                         m2ib_metrics::roar::MIN_VAL_BATCH
+                    ),
+                ));
+            }
+            if r.repeats.is_some_and(|k| k == 0 || k > exp.repeats) {
+                return Err(err(
+                    at("repeats"),
+                    format!(
+                        "`metrics.roar.repeats` must be between 1 and the experiment's `repeats` ({})",
+                        exp.repeats
                     ),
                 ));
             }
@@ -961,6 +977,17 @@ n = 4
                 format!("{BASE}[methods.saliency]\n[metrics]\nconfidence = [\"strict\"]\n"),
                 "allowed: official, padded",
                 11,
+            ),
+            (
+                format!(
+                    "{BASE}repeats = 2
+[methods.saliency]
+[metrics.roar]
+repeats = 3
+"
+                ),
+                "between 1 and the experiment's `repeats` (2)",
+                13,
             ),
         ];
         for (src, needle, line) in cases {

@@ -90,20 +90,25 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
     let clean_cell = Cell::new("clean", serde_json::json!({}));
     for repeat in 0..exp.repeats {
         let r = repeat.to_string();
-        let roar = exp.metrics.roar.as_ref().map(|spec| {
-            let ds = dataset_key(&spec.dataset(&exp.dataset));
-            let spec_key = canonical(&serde_json::to_value(spec).expect("json"));
-            let clean = Job {
-                id: id_of(&[weights_hash, &ds, &spec_key, "roar-clean", &r]),
-                kind: JobKind::RoarClean,
-                cell: clean_cell.clone(),
-                repeat,
-                chunk: 0,
-                samples: (0..spec.n).collect(),
-                deps: vec![],
-            };
-            (ds, spec_key, clean, chunks(spec.n, exp.chunk_size))
-        });
+        let roar = exp
+            .metrics
+            .roar
+            .as_ref()
+            .filter(|spec| repeat < spec.repeats.unwrap_or(exp.repeats))
+            .map(|spec| {
+                let ds = dataset_key(&spec.dataset(&exp.dataset));
+                let spec_key = canonical(&serde_json::to_value(spec).expect("json"));
+                let clean = Job {
+                    id: id_of(&[weights_hash, &ds, &spec_key, "roar-clean", &r]),
+                    kind: JobKind::RoarClean,
+                    cell: clean_cell.clone(),
+                    repeat,
+                    chunk: 0,
+                    samples: (0..spec.n).collect(),
+                    deps: vec![],
+                };
+                (ds, spec_key, clean, chunks(spec.n, exp.chunk_size))
+            });
         if let Some((_, _, clean, _)) = &roar {
             out.push(clean.clone());
         }
@@ -297,5 +302,37 @@ impl Plan {
                 canonical(&j.cell.params)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[metrics.roar] repeats = 1`: ROAR+ maps, clean and score jobs for the first repeat only;
+    /// the explain jobs still cover every repeat.
+    #[test]
+    fn roar_runs_on_its_own_number_of_repeats() {
+        let src = "name = \"t\"\nrepeats = 3\nchunk_size = 4\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\n[methods.saliency]\n[metrics.roar]\nn = 8\nval_n = 16\nrepeats = 1\nsplits = 5\n";
+        let exp = Experiment::parse(src, "t.toml").unwrap();
+        let all = jobs(&exp, "w", 4);
+        let count = |k: JobKind| all.iter().filter(|j| j.kind == k).count();
+        let repeats = |k: JobKind| {
+            let mut r: Vec<usize> = all
+                .iter()
+                .filter(|j| j.kind == k)
+                .map(|j| j.repeat)
+                .collect();
+            r.dedup();
+            r
+        };
+        assert_eq!(repeats(JobKind::Roar), [0]);
+        assert_eq!(repeats(JobKind::RoarClean), [0]);
+        assert_eq!(repeats(JobKind::RoarMaps), [0]);
+        assert_eq!(count(JobKind::RoarMaps), 2, "8 pairs in chunks of 4");
+        assert_eq!(repeats(JobKind::Explain), [0, 1, 2]);
+        let without = Experiment::parse(&src.replace("repeats = 1\n", ""), "t.toml").unwrap();
+        let all = jobs(&without, "w", 4);
+        assert_eq!(all.iter().filter(|j| j.kind == JobKind::Roar).count(), 3);
     }
 }

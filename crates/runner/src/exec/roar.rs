@@ -222,7 +222,7 @@ pub fn roar_job(
                         Ok(r.score)
                     };
                     let b = Row {
-                        step: Some(r.repeat as i64),
+                        step: Some(r.split as i64),
                         seed: cfg.seed,
                         split_seed: r.split_seed,
                         ..base.clone()
