@@ -4,7 +4,7 @@
 //! k ~ p(k) ∝ (M - 1) / (k (M - k)) and a uniformly random subset of size k; weights 1e6 for the
 //! first two, 1 otherwise; weighted least squares with intercept; attributions = coefficients.
 use crate::attributor::{Attribution, AttributionError, Attributor, Batch, Modality};
-use crate::common::{chunks, image_scores, sample_ids, text_scores};
+use crate::common::{chunks, image_scores, text_scores};
 use crate::perturb::{content_positions, mask_pixels, mask_tokens};
 use m2ib_clip::rng::{torch_seed, with_seed};
 use m2ib_clip::ClipModel;
@@ -116,71 +116,64 @@ impl Attributor for KernelShap {
     ) -> Result<Vec<Attribution>, AttributionError> {
         let vc = &model.config.vision_config;
         let (g, patch) = (vc.grid(), vc.patch_size);
-        let (img_e, txt_e) = batch.clean_embeddings(model);
-        (0..batch.len())
-            .map(|i| {
-                let seed = batch.seeds[i];
-                let px = batch.pixels.get(i as i64).to_device(Device::Cpu);
-                let target = txt_e.get(i as i64);
+        batch.probe_each(model, self.params(), |s| {
+            let seed = s.seed;
+            let coef = explain(
+                g * g,
+                self.image_samples,
+                self.batch_size,
+                torch_seed(seed ^ SHAP_STREAM),
+                &mut |z| {
+                    let k = z.size()[0];
+                    let mask = z
+                        .view([k, g, g])
+                        .repeat_interleave_self_int(patch, 1, None)
+                        .repeat_interleave_self_int(patch, 2, None);
+                    image_scores(
+                        model,
+                        &mut std::iter::once(mask_pixels(&s.pixels, &mask)),
+                        &s.text_embedding,
+                    )
+                },
+            )?;
+            let cells = Tensor::from_slice(&coef).to_kind(Kind::Float).view([g, g]);
+            let image = cells
+                .repeat_interleave_self_int(patch, 0, None)
+                .repeat_interleave_self_int(patch, 1, None);
+            // Text: one feature per content token.
+            let positions: Vec<i64> = content_positions(s.content)
+                .into_iter()
+                .map(|p| p as i64)
+                .collect();
+            let mut text = vec![0f32; batch.lengths[s.i]];
+            if !positions.is_empty() {
+                let pos = Tensor::from_slice(&positions);
+                let mseed = torch_seed(seed ^ SHAP_STREAM ^ ((Modality::Text as u64) << 32));
                 let coef = explain(
-                    g * g,
-                    self.image_samples,
+                    positions.len() as i64,
+                    self.text_samples,
                     self.batch_size,
-                    torch_seed(seed ^ SHAP_STREAM),
+                    mseed,
                     &mut |z| {
+                        // Features absent from the coalition (z = 0) are removed.
                         let k = z.size()[0];
-                        let mask = z
-                            .view([k, g, g])
-                            .repeat_interleave_self_int(patch, 1, None)
-                            .repeat_interleave_self_int(patch, 2, None);
-                        image_scores(
+                        let keep = Tensor::ones([k, s.ids.size()[0]], (Kind::Bool, Device::Cpu))
+                            .index_copy(1, &pos, &z.to_kind(Kind::Bool));
+                        let rows = mask_tokens(&s.ids.unsqueeze(0), &keep, batch.text_mask_id);
+                        text_scores(
                             model,
-                            &mut std::iter::once(mask_pixels(&px, &mask)),
-                            &target,
+                            &mut std::iter::once(rows),
+                            s.pool,
+                            &s.image_embedding,
                         )
                     },
                 )?;
-                let cells = Tensor::from_slice(&coef).to_kind(Kind::Float).view([g, g]);
-                let image = cells
-                    .repeat_interleave_self_int(patch, 0, None)
-                    .repeat_interleave_self_int(patch, 1, None);
-                // Text: one feature per content token.
-                let (ids, pool) = sample_ids(batch, i);
-                let positions: Vec<i64> = content_positions(&batch.content[i])
-                    .into_iter()
-                    .map(|p| p as i64)
-                    .collect();
-                let mut text = vec![0f32; batch.lengths[i]];
-                if !positions.is_empty() {
-                    let pos = Tensor::from_slice(&positions);
-                    let target = img_e.get(i as i64);
-                    let mseed = torch_seed(seed ^ SHAP_STREAM ^ ((Modality::Text as u64) << 32));
-                    let coef = explain(
-                        positions.len() as i64,
-                        self.text_samples,
-                        self.batch_size,
-                        mseed,
-                        &mut |z| {
-                            // Features absent from the coalition (z = 0) are removed.
-                            let k = z.size()[0];
-                            let keep = Tensor::ones([k, ids.size()[0]], (Kind::Bool, Device::Cpu))
-                                .index_copy(1, &pos, &z.to_kind(Kind::Bool));
-                            let rows = mask_tokens(&ids.unsqueeze(0), &keep, batch.text_mask_id);
-                            text_scores(model, &mut std::iter::once(rows), pool, &target)
-                        },
-                    )?;
-                    for (p, c) in positions.iter().zip(coef) {
-                        text[*p as usize] = c as f32;
-                    }
+                for (p, c) in positions.iter().zip(coef) {
+                    text[*p as usize] = c as f32;
                 }
-                Ok(Attribution {
-                    image,
-                    text,
-                    content: batch.content[i].clone(),
-                    params: self.params(),
-                })
-            })
-            .collect()
+            }
+            Ok((image, text))
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Perturbing inputs: the one place where pixels are multiplied by masks and content tokens are
 //! replaced by the mask id. Kernel SHAP and RISE (attribution), confidence drop / increase and
 //! ROAR+ (metrics) all perturb through here, so "removed" means the same thing everywhere.
-use crate::Batch;
+use crate::{Attribution, AttributionError, Batch};
 use m2ib_clip::ClipModel;
 use tch::Tensor;
 
@@ -44,6 +44,23 @@ pub fn content_of(ids: &[i64], start_id: Option<i64>, end_id: i64) -> Vec<bool> 
         .collect()
 }
 
+/// One pair of a batch as a black-box method probes it.
+pub struct Probe<'a> {
+    /// Index in the batch.
+    pub i: usize,
+    pub seed: u64,
+    /// [3, H, W] normalised pixels on the CPU.
+    pub pixels: Tensor,
+    /// [L] real ids (start and end included) on the CPU, and the pooling position.
+    pub ids: Tensor,
+    pub pool: i64,
+    pub content: &'a [bool],
+    /// The caption's clean embedding: perturbed images are scored against it.
+    pub text_embedding: Tensor,
+    /// The image's clean embedding: perturbed captions are scored against it.
+    pub image_embedding: Tensor,
+}
+
 impl Batch {
     /// The clean embeddings (image [S, P], text [S, P]) every perturbation is scored against.
     pub fn clean_embeddings(&self, model: &ClipModel) -> (Tensor, Tensor) {
@@ -53,6 +70,38 @@ impl Batch {
                 model.text_features(&self.text),
             )
         })
+    }
+
+    /// A perturbation method over every pair: `f` gives a pair's raw image map and token scores;
+    /// the attribution around them (content flags, parameters) is filled in here.
+    pub fn probe_each(
+        &self,
+        model: &ClipModel,
+        params: serde_json::Value,
+        mut f: impl FnMut(&Probe) -> Result<(Tensor, Vec<f32>), AttributionError>,
+    ) -> Result<Vec<Attribution>, AttributionError> {
+        let (img_e, txt_e) = self.clean_embeddings(model);
+        (0..self.len())
+            .map(|i| {
+                let (ids, pool) = crate::common::sample_ids(self, i);
+                let (image, text) = f(&Probe {
+                    i,
+                    seed: self.seeds[i],
+                    pixels: self.pixels.get(i as i64).to_device(tch::Device::Cpu),
+                    ids,
+                    pool,
+                    content: &self.content[i],
+                    text_embedding: txt_e.get(i as i64),
+                    image_embedding: img_e.get(i as i64),
+                })?;
+                Ok(Attribution {
+                    image,
+                    text,
+                    content: self.content[i].clone(),
+                    params: params.clone(),
+                })
+            })
+            .collect()
     }
 }
 

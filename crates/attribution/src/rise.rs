@@ -4,7 +4,7 @@
 //! become `text_mask_id`. Map = sum_i score(x * M_i) M_i / (N p). Masks are made and scored
 //! `batch_size` at a time, so memory does not grow with N.
 use crate::attributor::{Attribution, AttributionError, Attributor, Batch, Modality};
-use crate::common::{image_scores, sample_ids, text_scores};
+use crate::common::{image_scores, text_scores};
 use crate::perturb::{mask_pixels, mask_tokens};
 use m2ib_clip::rng::{torch_seed, with_seed};
 use m2ib_clip::ClipModel;
@@ -108,68 +108,61 @@ impl Attributor for Rise {
         batch: &Batch,
     ) -> Result<Vec<Attribution>, AttributionError> {
         let size = model.config.vision_config.image_size;
-        let (img_e, txt_e) = batch.clean_embeddings(model);
-        (0..batch.len())
-            .map(|i| {
-                let seed = batch.seeds[i];
-                let px = batch.pixels.get(i as i64).to_device(Device::Cpu);
-                let target = txt_e.get(i as i64);
-                let image = accumulate(
-                    self.image_masks,
-                    self.batch_size,
-                    self.p,
-                    &mut |c, k| {
-                        image_masks(
-                            k,
-                            self.grid,
-                            self.p,
-                            size,
-                            chunk_seed(seed, Modality::Image, c),
-                        )
-                    },
-                    &mut |m| {
-                        image_scores(model, &mut std::iter::once(mask_pixels(&px, m)), &target)
-                    },
-                );
-                let (ids, pool) = sample_ids(batch, i);
-                let content = Tensor::from_slice(
-                    &batch.content[i]
-                        .iter()
-                        .map(|&c| c as i64)
-                        .collect::<Vec<_>>(),
-                )
-                .to_kind(Kind::Bool);
-                let l = ids.size()[0];
-                let target = img_e.get(i as i64);
-                let text = accumulate(
-                    self.text_masks,
-                    self.batch_size,
-                    self.p,
-                    &mut |c, k| {
-                        let keep = with_seed(chunk_seed(seed, Modality::Text, c), || {
-                            Tensor::rand([k, l], (Kind::Float, Device::Cpu)).lt(self.p)
-                        });
-                        // Start, end and padding are never removed.
-                        keep.logical_or(&content.logical_not().unsqueeze(0))
-                            .to_kind(Kind::Float)
-                    },
-                    &mut |m| {
-                        let perturbed = mask_tokens(
-                            &ids.unsqueeze(0),
-                            &m.to_kind(Kind::Bool),
-                            batch.text_mask_id,
-                        );
-                        text_scores(model, &mut std::iter::once(perturbed), pool, &target)
-                    },
-                );
-                Ok(Attribution {
-                    image,
-                    text: Vec::<f32>::try_from(text)?,
-                    content: batch.content[i].clone(),
-                    params: self.params(),
-                })
-            })
-            .collect()
+        batch.probe_each(model, self.params(), |s| {
+            let seed = s.seed;
+            let image = accumulate(
+                self.image_masks,
+                self.batch_size,
+                self.p,
+                &mut |c, k| {
+                    image_masks(
+                        k,
+                        self.grid,
+                        self.p,
+                        size,
+                        chunk_seed(seed, Modality::Image, c),
+                    )
+                },
+                &mut |m| {
+                    image_scores(
+                        model,
+                        &mut std::iter::once(mask_pixels(&s.pixels, m)),
+                        &s.text_embedding,
+                    )
+                },
+            );
+            let content =
+                Tensor::from_slice(&s.content.iter().map(|&c| c as i64).collect::<Vec<_>>())
+                    .to_kind(Kind::Bool);
+            let l = s.ids.size()[0];
+            let text = accumulate(
+                self.text_masks,
+                self.batch_size,
+                self.p,
+                &mut |c, k| {
+                    let keep = with_seed(chunk_seed(seed, Modality::Text, c), || {
+                        Tensor::rand([k, l], (Kind::Float, Device::Cpu)).lt(self.p)
+                    });
+                    // Start, end and padding are never removed.
+                    keep.logical_or(&content.logical_not().unsqueeze(0))
+                        .to_kind(Kind::Float)
+                },
+                &mut |m| {
+                    let perturbed = mask_tokens(
+                        &s.ids.unsqueeze(0),
+                        &m.to_kind(Kind::Bool),
+                        batch.text_mask_id,
+                    );
+                    text_scores(
+                        model,
+                        &mut std::iter::once(perturbed),
+                        s.pool,
+                        &s.image_embedding,
+                    )
+                },
+            );
+            Ok((image, Vec::<f32>::try_from(text)?))
+        })
     }
 }
 

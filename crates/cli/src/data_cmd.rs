@@ -27,9 +27,9 @@ pub struct ShapesArgs {
     /// Scene seed (scene i of a split and seed is always the same picture).
     #[arg(allow_negative_numbers = true, long, default_value_t = 0)]
     pub seed: u64,
-    /// `train`, `tune` or `test`.
-    #[arg(long, default_value = "test")]
-    pub split: String,
+    /// Which split's scenes (each split is its own stream of scenes).
+    #[arg(long, default_value = "test", value_parser = m2ib_runner::experiment::split_of)]
+    pub split: Split,
     /// Captions also name one absent object (text ground truth).
     #[arg(long)]
     pub absent: bool,
@@ -56,20 +56,16 @@ pub struct FetchArgs {
     pub timeout_s: u64,
 }
 
-pub fn parse_split(s: &str) -> anyhow::Result<Split> {
-    Split::from_name(s).ok_or_else(|| anyhow::anyhow!("unknown split `{s}` (train, tune, test)"))
-}
-
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Shapes(a) => {
-            let split = parse_split(&a.split)?;
+            let split = a.split;
             std::fs::create_dir_all(&a.out)?;
             let mut csv = String::from("dicom_id,category_name,label_text,path,x,y,w,h,image_width,image_height,split,present_words\n");
             let bar = ProgressBar::new(a.n);
             for i in 0..a.n {
                 let s = generate(a.seed, split, i, a.absent);
-                let name = format!("shapes-{}-{i:06}.png", a.split);
+                let name = format!("shapes-{}-{i:06}.png", split.name());
                 image::save_buffer(
                     a.out.join(&name),
                     &s.rgb,
@@ -81,13 +77,13 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
                 for b in s.boxes() {
                     csv += &format!(
                         "shapes-{}-{i:06},shapes,{},{name},{},{},{},{},{SIZE},{SIZE},{},{}\n",
-                        a.split,
+                        split.name(),
                         s.caption,
                         b[0],
                         b[1],
                         b[2] - b[0],
                         b[3] - b[1],
-                        a.split,
+                        split.name(),
                         s.present_words().join(" ")
                     );
                 }

@@ -203,10 +203,45 @@ impl ClipConfig {
     }
 }
 
+/// What a tower's encoder blocks are made of (the two towers' configs name it alike).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EncoderShape {
+    pub depth: i64,
+    pub dim: i64,
+    pub mlp: i64,
+    pub heads: i64,
+    pub act: Activation,
+    pub eps: f64,
+}
+
 impl VisionConfig {
     /// Patches per side.
     pub fn grid(&self) -> i64 {
         self.image_size / self.patch_size
+    }
+
+    pub fn encoder_shape(&self) -> EncoderShape {
+        EncoderShape {
+            depth: self.num_hidden_layers,
+            dim: self.hidden_size,
+            mlp: self.intermediate_size,
+            heads: self.num_attention_heads,
+            act: self.hidden_act,
+            eps: self.layer_norm_eps,
+        }
+    }
+}
+
+impl TextConfig {
+    pub fn encoder_shape(&self) -> EncoderShape {
+        EncoderShape {
+            depth: self.num_hidden_layers,
+            dim: self.hidden_size,
+            mlp: self.intermediate_size,
+            heads: self.num_attention_heads,
+            act: self.hidden_act,
+            eps: self.layer_norm_eps,
+        }
     }
 }
 

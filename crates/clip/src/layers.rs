@@ -1,7 +1,7 @@
 //! Building blocks shared by both towers, mirroring HF `modeling_clip.py` (`CLIPAttention`,
 //! `CLIPMLP`, `CLIPEncoderLayer`): pre-LN blocks, eager attention with the scale applied to the
 //! scores (transformers 5.x order).
-use crate::config::Activation;
+use crate::config::{Activation, EncoderShape};
 
 /// Optimizer group of parameters without weight decay (biases, norms, the class token; as
 /// open_clip excludes every parameter with fewer than 2 dimensions).
@@ -231,20 +231,12 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// `depth` blocks under the tower's `encoder` path `p`.
-    pub fn new(
-        p: &Path,
-        depth: i64,
-        dim: i64,
-        mlp: i64,
-        heads: i64,
-        act: Activation,
-        eps: f64,
-    ) -> Self {
+    /// `s.depth` blocks under the tower's `encoder` path `p`.
+    pub fn new(p: &Path, s: &EncoderShape) -> Self {
         let layers = p / "layers";
         Encoder {
-            layers: (0..depth)
-                .map(|i| EncoderLayer::new(&(&layers / i), dim, mlp, heads, act, eps))
+            layers: (0..s.depth)
+                .map(|i| EncoderLayer::new(&(&layers / i), s.dim, s.mlp, s.heads, s.act, s.eps))
                 .collect(),
         }
     }

@@ -37,15 +37,7 @@ impl VisionTower {
                 Init::Const(0.0),
             ),
             pre_layrnorm: LayerNorm::new(&(p / "pre_layrnorm"), d, c.layer_norm_eps),
-            encoder: Encoder::new(
-                &(p / "encoder"),
-                c.num_hidden_layers,
-                d,
-                c.intermediate_size,
-                c.num_attention_heads,
-                c.hidden_act,
-                c.layer_norm_eps,
-            ),
+            encoder: Encoder::new(&(p / "encoder"), &c.encoder_shape()),
             post_layernorm: LayerNorm::new(&(p / "post_layernorm"), d, c.layer_norm_eps),
             config: c.clone(),
         }

@@ -105,11 +105,16 @@ pub enum Split {
 impl Split {
     /// A split by its name (`train`, `tune`, `test`); callers word the error for their field.
     pub fn from_name(s: &str) -> Option<Split> {
-        match s {
-            "train" => Some(Split::Train),
-            "tune" => Some(Split::Tune),
-            "test" => Some(Split::Test),
-            _ => None,
+        [Split::Train, Split::Tune, Split::Test]
+            .into_iter()
+            .find(|x| x.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Tune => "tune",
+            Split::Test => "test",
         }
     }
 

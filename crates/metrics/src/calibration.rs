@@ -17,19 +17,23 @@ pub enum Reference {
     Random,
 }
 
-/// The names an experiment's `metrics.calibration` list accepts (also the rows' `method`).
-pub const REFERENCES: [&str; 2] = ["oracle", "random"];
-
 /// Jitter amplitude on the oracle's 0/1 values (normalisation keeps it below 0.001 of the range).
 pub const JITTER: f32 = 1e-3;
 
 impl Reference {
-    pub fn from_name(name: &str) -> Option<Reference> {
-        match name {
-            "oracle" => Some(Reference::Oracle),
-            "random" => Some(Reference::Random),
-            _ => None,
+    /// Both references, in table order.
+    pub const ALL: [Reference; 2] = [Reference::Oracle, Reference::Random];
+
+    /// The name in `metrics.calibration` and in the rows' `method` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reference::Oracle => "oracle",
+            Reference::Random => "random",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<Reference> {
+        Reference::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 

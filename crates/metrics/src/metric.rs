@@ -1,15 +1,17 @@
 //! The per-sample metrics an explain job scores, named once: each knows the (modality, metric,
 //! variant) columns of its result rows, and `Metric::list` gives them in row order from what an
-//! experiment's `[metrics]` asks for.
+//! experiment's `[metrics]` asks for (typed: serde refuses an unknown name when the TOML is read).
 use crate::confidence::{TextProtocol, KEEP_TOP25, WHOLE_MAP};
 use crate::localization::Threshold;
 
 /// How an image map perturbs the pixels for confidence drop / increase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ImageProtocol {
     /// The paper: the pixels times the whole normalised map.
+    #[serde(rename = "whole-map")]
     WholeMap,
     /// Only the map's top 25 % of pixels kept (`confidence::keep_top`).
+    #[serde(rename = "keep-top25")]
     KeepTop25,
 }
 
@@ -88,33 +90,28 @@ impl Metric {
 
     /// The metrics asked for, in row order: localization per threshold, text AUROC, image
     /// confidence per protocol (only with text confidence, as the paper scores them together),
-    /// text confidence per protocol, intervention. Unknown names are an error naming them.
+    /// text confidence per protocol, intervention.
     pub fn list(
-        localization: &[String],
+        localization: &[Threshold],
         text_localization: bool,
-        confidence: &[String],
-        image_confidence: &[String],
+        confidence: &[TextProtocol],
+        image_confidence: &[ImageProtocol],
         intervention: bool,
-    ) -> Result<Vec<Metric>, String> {
-        let unknown = |what: &str, s: &str| format!("unknown {what} {s:?}");
-        let mut m = vec![];
-        for t in localization {
-            m.push(Metric::LocalizationIou(
-                Threshold::from_name(t).ok_or_else(|| unknown("threshold", t))?,
-            ));
-        }
+    ) -> Vec<Metric> {
+        let mut m: Vec<Metric> = localization
+            .iter()
+            .map(|&t| Metric::LocalizationIou(t))
+            .collect();
         if text_localization {
             m.push(Metric::TextAuroc);
         }
         if !confidence.is_empty() {
-            for p in image_confidence {
-                let p = ImageProtocol::from_name(p).ok_or_else(|| unknown("image protocol", p))?;
+            for &p in image_confidence {
                 m.push(Metric::ImageConfidence(p, Direction::Drop));
                 m.push(Metric::ImageConfidence(p, Direction::Increase));
             }
         }
-        for p in confidence {
-            let p = TextProtocol::from_name(p).ok_or_else(|| unknown("text protocol", p))?;
+        for &p in confidence {
             m.push(Metric::TextConfidence(p, Direction::Drop));
             m.push(Metric::TextConfidence(p, Direction::Increase));
         }
@@ -122,7 +119,7 @@ impl Metric {
             m.push(Metric::Intervention(m2ib_attribution::Modality::Image));
             m.push(Metric::Intervention(m2ib_attribution::Modality::Text));
         }
-        Ok(m)
+        m
     }
 }
 
@@ -132,15 +129,13 @@ mod tests {
 
     #[test]
     fn rows_are_named_as_the_results_always_were() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let l = Metric::list(
-            &s(&["value", "percentile"]),
+            &[Threshold::Value, Threshold::Percentile],
             true,
-            &s(&["official"]),
-            &s(&["whole-map", "keep-top25"]),
+            &[TextProtocol::Official],
+            &[ImageProtocol::WholeMap, ImageProtocol::KeepTop25],
             true,
-        )
-        .unwrap();
+        );
         let cols: Vec<(&str, &str, &str)> = l
             .iter()
             .map(|m| (m.modality(), m.name(), m.variant()))
@@ -162,9 +157,20 @@ mod tests {
             ]
         );
         // Image confidence only comes with text confidence.
-        assert!(Metric::list(&[], false, &[], &s(&["whole-map"]), false)
-            .unwrap()
-            .is_empty());
-        assert!(Metric::list(&s(&["median"]), false, &[], &[], false).is_err());
+        assert!(Metric::list(&[], false, &[], &[ImageProtocol::WholeMap], false).is_empty());
+    }
+
+    /// The TOML names are the row names (serde and `name` agree).
+    #[test]
+    fn serde_names_are_the_row_names() {
+        for p in [ImageProtocol::WholeMap, ImageProtocol::KeepTop25] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        for p in [TextProtocol::Official, TextProtocol::Padded] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        for t in [Threshold::Value, Threshold::Percentile] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.name());
+        }
     }
 }

@@ -37,8 +37,12 @@ impl<'a> RunContext<'a> {
             roar_val.iter().flatten().map(|s| s.id.clone()).collect();
         let roar_listed: Vec<Vec<Listed>> = match &exp.metrics.roar {
             None => vec![vec![]; exp.repeats],
+            // Only the repeats ROAR+ runs on (`metrics.roar.repeats`); the others stay empty.
             Some(r) => (0..exp.repeats)
                 .map(|k| {
+                    if k >= r.repeats.unwrap_or(exp.repeats) {
+                        return Ok(vec![]);
+                    }
                     list(&r.dataset(&exp.dataset), split_seed(exp.dataset.seed, k)).map(|l| {
                         // A training pair that is also a validation pair is left out (never for
                         // shapes: the validation pairs come from their own stream).

@@ -1,7 +1,12 @@
 //! Experiment TOML (DESIGN.md "Runner and results"): one model, one dataset, methods whose
 //! parameters may be lists (a grid), metrics, repeats, seeds, devices. Validated before any work;
-//! errors name the key, its line and the allowed values.
-use m2ib_metrics::confidence;
+//! errors give the file and line and the allowed values (named keys, or serde's `unknown variant
+//! ..., expected ...` for the typed lists).
+use m2ib_attribution::Modality;
+use m2ib_metrics::calibration::Reference;
+use m2ib_metrics::confidence::TextProtocol;
+use m2ib_metrics::localization::Threshold;
+use m2ib_metrics::metric::ImageProtocol;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -13,17 +18,17 @@ pub struct Experiment {
     pub name: String,
     #[serde(default)]
     pub seed: u64,
-    #[serde(default = "one")]
+    #[serde(default = "default::repeats")]
     pub repeats: usize,
-    #[serde(default = "eight")]
+    #[serde(default = "default::chunk_size")]
     pub chunk_size: usize,
     /// "cpu", "auto", or a list like ["cuda:0", "cuda:1"].
-    #[serde(default = "cpu")]
+    #[serde(default = "default::devices")]
     pub devices: toml::Value,
     /// CPU workers (each with its own model copy and one intra-op thread by default).
-    #[serde(default = "one")]
+    #[serde(default = "default::workers")]
     pub workers: usize,
-    #[serde(default = "one_i32")]
+    #[serde(default = "default::threads_per_worker")]
     pub threads_per_worker: i32,
     pub model: ModelSpec,
     pub dataset: DatasetSpec,
@@ -37,17 +42,26 @@ pub struct Experiment {
     pub include: Option<PathBuf>,
 }
 
-fn one() -> usize {
-    1
-}
-fn one_i32() -> i32 {
-    1
-}
-fn eight() -> usize {
-    8
-}
-fn cpu() -> toml::Value {
-    toml::Value::String("cpu".into())
+/// The values a key takes when the TOML leaves it out (serde needs a function per key).
+mod default {
+    pub fn repeats() -> usize {
+        1
+    }
+    pub fn chunk_size() -> usize {
+        8
+    }
+    pub fn devices() -> toml::Value {
+        toml::Value::String("cpu".into())
+    }
+    pub fn workers() -> usize {
+        1
+    }
+    pub fn threads_per_worker() -> i32 {
+        1
+    }
+    pub fn split() -> String {
+        "test".into()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,9 +105,8 @@ impl ModelSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// shapes | mscxr | cc
-    pub reader: String,
-    #[serde(default = "test_split")]
+    pub reader: Reader,
+    #[serde(default = "default::split")]
     pub split: String,
     pub n: usize,
     #[serde(default)]
@@ -123,22 +136,41 @@ impl DatasetSpec {
     }
 }
 
-fn test_split() -> String {
-    "test".into()
+/// `dataset.reader`: which benchmark the samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reader {
+    /// Generated scenes (m2ib-data's shapes; boxes and token ground truth).
+    Shapes,
+    /// MS-CXR's CSV of phrase-grounded boxes.
+    Mscxr,
+    /// Conceptual Captions' TSV (`caption<TAB>url`-style rows with local images).
+    Cc,
+}
+
+impl Reader {
+    /// The name written in TOML and in the rows' `dataset` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reader::Shapes => "shapes",
+            Reader::Mscxr => "mscxr",
+            Reader::Cc => "cc",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSpec {
     /// Threshold modes: "value", "percentile".
-    pub localization: Vec<String>,
+    pub localization: Vec<Threshold>,
     pub text_localization: bool,
     /// Text protocols: "official", "padded". Any entry also scores the image variants below.
-    pub confidence: Vec<String>,
+    pub confidence: Vec<TextProtocol>,
     /// Image confidence variants (with `confidence`): "whole-map" (the paper: pixels times the
     /// normalised map) and "keep-top25" (pixels outside the map's top 25 % set to the channel
     /// mean; on the shapes benchmark random maps beat the oracle under whole-map, README).
-    pub image_confidence: Vec<String>,
+    pub image_confidence: Vec<ImageProtocol>,
     /// ROAR+ (dataset-level, dependent jobs over the map cache of the training pairs).
     pub roar: Option<RoarSpec>,
     /// Cascading randomisation per chunk, against the cached maps.
@@ -150,7 +182,7 @@ pub struct MetricsSpec {
     /// Calibration rows scored beside the methods: "oracle" (the ground truth) and "random"
     /// (seeded uniform maps). Default: both on the shapes benchmark, none elsewhere (other
     /// readers have no token ground truth); `[]` turns them off.
-    pub calibration: Option<Vec<String>>,
+    pub calibration: Option<Vec<Reference>>,
 }
 
 impl Default for MetricsSpec {
@@ -159,7 +191,7 @@ impl Default for MetricsSpec {
             localization: vec![],
             text_localization: false,
             confidence: vec![],
-            image_confidence: vec![confidence::WHOLE_MAP.into()],
+            image_confidence: vec![ImageProtocol::WholeMap],
             roar: None,
             sanity: false,
             intervention: false,
@@ -173,7 +205,7 @@ impl Default for MetricsSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct RoarSpec {
     /// Scored separately: "image" (top pixels removed), "text" (top content tokens removed).
-    pub modalities: Vec<String>,
+    pub modalities: Vec<Modality>,
     /// Pairs of `split` explained and used (80/20 train/validation per split seed).
     pub n: usize,
     pub split: String,
@@ -203,7 +235,7 @@ impl Default for RoarSpec {
     fn default() -> Self {
         let c = m2ib_metrics::roar::RoarConfig::default();
         RoarSpec {
-            modalities: vec!["image".into(), "text".into()],
+            modalities: vec![Modality::Image, Modality::Text],
             n: 64,
             split: "train".into(),
             repeats: None,
@@ -329,10 +361,6 @@ pub fn line_of(source: &str, section: &str, key: &str) -> usize {
     0
 }
 
-pub const METRIC_MODES: [&str; 2] = ["value", "percentile"];
-pub const PROTOCOLS: [&str; 2] = ["official", "padded"];
-pub const READERS: [&str; 3] = ["shapes", "mscxr", "cc"];
-
 impl Experiment {
     pub fn load(path: &Path) -> Result<(Experiment, String), ExperimentError> {
         let source = std::fs::read_to_string(path).map_err(|e| ExperimentError {
@@ -408,70 +436,8 @@ impl Experiment {
         if let Err(e) = exp.model.options() {
             return Err(err(line_of(source, "model", "preset"), e));
         }
-        if !READERS.contains(&exp.dataset.reader.as_str()) {
-            return Err(err(
-                line_of(source, "dataset", "reader"),
-                format!(
-                    "`dataset.reader` = {:?}; allowed: {}",
-                    exp.dataset.reader,
-                    READERS.join(", ")
-                ),
-            ));
-        }
-        for m in &exp.metrics.localization {
-            if !METRIC_MODES.contains(&m.as_str()) {
-                return Err(err(
-                    line_of(source, "metrics", "localization"),
-                    format!(
-                        "`metrics.localization` mode {m:?}; allowed: {}",
-                        METRIC_MODES.join(", ")
-                    ),
-                ));
-            }
-        }
-        for p in &exp.metrics.confidence {
-            if !PROTOCOLS.contains(&p.as_str()) {
-                return Err(err(
-                    line_of(source, "metrics", "confidence"),
-                    format!(
-                        "`metrics.confidence` protocol {p:?}; allowed: {}",
-                        PROTOCOLS.join(", ")
-                    ),
-                ));
-            }
-        }
-        for c in exp.metrics.calibration.iter().flatten() {
-            if !m2ib_metrics::calibration::REFERENCES.contains(&c.as_str()) {
-                return Err(err(
-                    line_of(source, "metrics", "calibration"),
-                    format!(
-                        "`metrics.calibration` entry {c:?}; allowed: {}",
-                        m2ib_metrics::calibration::REFERENCES.join(", ")
-                    ),
-                ));
-            }
-        }
-        for v in &exp.metrics.image_confidence {
-            if v != confidence::WHOLE_MAP && v != confidence::KEEP_TOP25 {
-                return Err(err(
-                    line_of(source, "metrics", "image_confidence"),
-                    format!(
-                        "`metrics.image_confidence` variant {v:?}; allowed: whole-map, {}",
-                        confidence::KEEP_TOP25
-                    ),
-                ));
-            }
-        }
         if let Some(r) = &exp.metrics.roar {
             let at = |k: &str| line_of(source, "metrics.roar", k);
-            for m in &r.modalities {
-                if m != "image" && m != "text" {
-                    return Err(err(
-                        at("modalities"),
-                        format!("`metrics.roar.modalities` entry {m:?}; allowed: image, text"),
-                    ));
-                }
-            }
             if !(r.fraction > 0.0 && r.fraction < 1.0) {
                 return Err(err(
                     at("fraction"),
@@ -533,13 +499,9 @@ impl Experiment {
                     "`metrics.roar`: need n >= 5, splits >= 1, steps >= 1, batch_size >= 2".into(),
                 ));
             }
-            if exp.dataset.reader == "shapes" {
-                split_of(&r.split).map_err(|e| {
-                    err(
-                        at("split"),
-                        e.replace("dataset.split", "metrics.roar.split"),
-                    )
-                })?;
+            if exp.dataset.reader == Reader::Shapes {
+                split_of(&r.split)
+                    .map_err(|e| err(at("split"), format!("`metrics.roar.split`: {e}")))?;
             }
         }
         if exp.methods.is_empty() {
@@ -628,7 +590,7 @@ impl Experiment {
         cells.extend(
             self.calibration()
                 .into_iter()
-                .map(|r| Cell::new(&r, Value::Object(Map::new()))),
+                .map(|r| Cell::new(r.name(), Value::Object(Map::new()))),
         );
         cells
     }
@@ -678,13 +640,10 @@ impl Experiment {
     }
 
     /// The calibration references this experiment scores (see `MetricsSpec::calibration`).
-    pub fn calibration(&self) -> Vec<String> {
+    pub fn calibration(&self) -> Vec<Reference> {
         match &self.metrics.calibration {
             Some(c) => c.clone(),
-            None if self.dataset.reader == "shapes" => m2ib_metrics::calibration::REFERENCES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            None if self.dataset.reader == Reader::Shapes => Reference::ALL.to_vec(),
             None => vec![],
         }
     }
@@ -794,10 +753,10 @@ pub fn method_from_cell(cell: &Cell) -> Result<Box<dyn m2ib_attribution::Attribu
         .map_err(|e| e.to_string())
 }
 
-/// A split by name (`dataset.split`, `metrics.roar.split`).
+/// A shapes split by name (`dataset.split`, `metrics.roar.split`, `m2ib data shapes --split`).
 pub fn split_of(s: &str) -> Result<m2ib_data::shapes::Split, String> {
     m2ib_data::shapes::Split::from_name(s)
-        .ok_or_else(|| format!("`dataset.split` = {s:?}; allowed: train, tune, test"))
+        .ok_or_else(|| format!("unknown split {s:?}; allowed: train, tune, test"))
 }
 
 #[cfg(test)]
@@ -818,7 +777,7 @@ n = 4
     #[test]
     fn metrics_and_roar_defaults() {
         let m: MetricsSpec = toml::from_str("roar = {}").unwrap();
-        assert_eq!(m.image_confidence, ["whole-map"]);
+        assert_eq!(m.image_confidence, [ImageProtocol::WholeMap]);
         assert!(m.localization.is_empty() && !m.sanity && m.calibration.is_none());
         let r = m.roar.unwrap();
         assert_eq!(
@@ -829,7 +788,7 @@ n = 4
             (r.fraction, r.batch_size, r.lr, r.val_fraction),
             (0.5, 32, 1e-4, 0.2)
         );
-        assert_eq!(r.modalities, ["image", "text"]);
+        assert_eq!(r.modalities, [Modality::Image, Modality::Text]);
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             serde_json::to_string(&RoarSpec::default()).unwrap()
@@ -969,23 +928,33 @@ n = 4
                 6,
             ),
             (
+                BASE.replace("reader = \"shapes\"", "reader = \"coco\"") + "[methods.saliency]\n",
+                "unknown variant `coco`, expected one of `shapes`, `mscxr`, `cc`",
+                7,
+            ),
+            (
+                format!("{BASE}[methods.saliency]\n[metrics]\nlocalization = [\"median\"]\n"),
+                "unknown variant `median`, expected `value` or `percentile`",
+                11,
+            ),
+            (
+                format!("{BASE}[methods.saliency]\n[metrics.roar]\nmodalities = [\"audio\"]\n"),
+                "unknown variant `audio`, expected `image` or `text`",
+                11,
+            ),
+            (
                 format!("{BASE}colour = 3\n[methods.saliency]\n"),
                 "unknown field `colour`",
                 9,
             ),
             (
                 format!("{BASE}[methods.saliency]\n[metrics]\nconfidence = [\"strict\"]\n"),
-                "allowed: official, padded",
+                "unknown variant `strict`, expected `official` or `padded`",
                 11,
             ),
             (
-                format!(
-                    "{BASE}repeats = 2
-[methods.saliency]
-[metrics.roar]
-repeats = 3
-"
-                ),
+                BASE.replace("name = \"t\"", "name = \"t\"\nrepeats = 2")
+                    + "[methods.saliency]\n[metrics.roar]\nval_n = 16\nrepeats = 3\n",
                 "between 1 and the experiment's `repeats` (2)",
                 13,
             ),

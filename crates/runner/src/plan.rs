@@ -1,14 +1,14 @@
 //! An experiment resolved against its model and expanded into jobs (DESIGN.md "Runner and
 //! results"). job_id = hash(weights, dataset + subset, method, canonical params, metric options,
 //! repeat, chunk): device and git revision are not in it.
-use crate::experiment::{Cell, DatasetSpec, Experiment};
+use crate::experiment::{Cell, DatasetSpec, Experiment, RoarSpec};
 use crate::seeds::{canonical, id_of};
 use anyhow::Context;
 use m2ib_clip::ClipConfig;
 use std::path::Path;
 
-/// What a job does. Explain jobs and the ROAR+ map jobs run first; sanity, the shared clean
-/// ROAR+ fine-tuning and then the per-method ROAR+ scores depend on their cached outputs.
+/// What a job does. Explain jobs, the ROAR+ map jobs and the shared clean ROAR+ fine-tunings run
+/// first; sanity and then the per-method ROAR+ scores depend on their cached outputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobKind {
     /// Explain a chunk of samples, cache the maps, compute the per-sample metrics.
@@ -24,10 +24,13 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Jobs of a phase wait for every earlier phase. The clean ROAR+ fine-tunings need nothing,
+    /// so they run beside the explain jobs (in phase 1 one worker did them while the others
+    /// waited).
     pub fn phase(&self) -> usize {
         match self {
-            JobKind::Explain | JobKind::RoarMaps => 0,
-            JobKind::Sanity | JobKind::RoarClean => 1,
+            JobKind::Explain | JobKind::RoarMaps | JobKind::RoarClean => 0,
+            JobKind::Sanity => 1,
             JobKind::Roar => 2,
         }
     }
@@ -60,7 +63,12 @@ pub struct Job {
 fn dataset_key(d: &DatasetSpec) -> String {
     format!(
         "{}:{}:{}:{}:{}:{:?}",
-        d.reader, d.split, d.n, d.seed, d.absent, d.file
+        d.reader.name(),
+        d.split,
+        d.n,
+        d.seed,
+        d.absent,
+        d.file
     )
 }
 
@@ -82,7 +90,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
     if exp.metrics.intervention {
         metrics["intervention"] = true.into();
     }
-    if exp.metrics.image_confidence != ["whole-map"] {
+    if exp.metrics.image_confidence != [m2ib_metrics::metric::ImageProtocol::WholeMap] {
         metrics["image_confidence"] = serde_json::json!(exp.metrics.image_confidence);
     }
     let dataset = dataset_key(&exp.dataset);
@@ -97,7 +105,14 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
             .filter(|spec| repeat < spec.repeats.unwrap_or(exp.repeats))
             .map(|spec| {
                 let ds = dataset_key(&spec.dataset(&exp.dataset));
-                let spec_key = canonical(&serde_json::to_value(spec).expect("json"));
+                // `repeats` says which jobs exist, not what one computes: not part of the ids.
+                let spec_key = canonical(
+                    &serde_json::to_value(RoarSpec {
+                        repeats: None,
+                        ..spec.clone()
+                    })
+                    .expect("json"),
+                );
                 let clean = Job {
                     id: id_of(&[weights_hash, &ds, &spec_key, "roar-clean", &r]),
                     kind: JobKind::RoarClean,
@@ -313,7 +328,7 @@ mod tests {
     /// the explain jobs still cover every repeat.
     #[test]
     fn roar_runs_on_its_own_number_of_repeats() {
-        let src = "name = \"t\"\nrepeats = 3\nchunk_size = 4\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\n[methods.saliency]\n[metrics.roar]\nn = 8\nval_n = 16\nrepeats = 1\nsplits = 5\n";
+        let src = "name = \"t\"\nrepeats = 3\nchunk_size = 4\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\n[methods.saliency]\n[metrics]\ncalibration = []\n[metrics.roar]\nn = 8\nval_n = 16\nrepeats = 1\nsplits = 5\n";
         let exp = Experiment::parse(src, "t.toml").unwrap();
         let all = jobs(&exp, "w", 4);
         let count = |k: JobKind| all.iter().filter(|j| j.kind == k).count();

@@ -53,7 +53,7 @@ pub fn job_row(
         experiment: exp.name.clone(),
         job_id: job.id.clone(),
         model: exp.model.name.clone(),
-        dataset: exp.dataset.reader.clone(),
+        dataset: exp.dataset.reader.name().to_string(),
         split: match job.kind {
             JobKind::Roar | JobKind::RoarMaps | JobKind::RoarClean => {
                 roar_split.unwrap_or_default()

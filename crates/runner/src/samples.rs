@@ -1,6 +1,6 @@
 //! The experiment's samples: the dataset reader's rows, a subset per repeat, and each sample
 //! prepared for the model (decoded, preprocessed, tokenized, boxes mapped) with per-sample errors.
-use crate::experiment::{split_of, DatasetSpec, Experiment};
+use crate::experiment::{split_of, DatasetSpec, Experiment, Reader};
 use crate::plan::{Job, JobKind};
 use crate::seeds::{hash64, sample_seed};
 use m2ib_attribution::Batch;
@@ -20,9 +20,9 @@ pub type Listed = Result<Sample, (String, String)>;
 /// The `n` samples of a repeat: shapes are generated (a new stream per repeat); readers' rows
 /// are shuffled by the repeat's subset seed and the first `n` taken.
 pub fn list(d: &DatasetSpec, subset_seed: u64) -> Result<Vec<Listed>, String> {
-    match d.reader.as_str() {
-        "shapes" => {
-            let split = split_of(&d.split)?;
+    match d.reader {
+        Reader::Shapes => {
+            let split = split_of(&d.split).map_err(|e| format!("`dataset.split`: {e}"))?;
             let stream = d.seed ^ subset_seed;
             Ok((0..d.n as u64)
                 .map(|i| {
@@ -48,11 +48,10 @@ pub fn list(d: &DatasetSpec, subset_seed: u64) -> Result<Vec<Listed>, String> {
                 })
                 .collect())
         }
-        reader => {
-            let written = d
-                .file
-                .clone()
-                .ok_or_else(|| format!("`dataset.file` is required for reader {reader}"))?;
+        reader @ (Reader::Mscxr | Reader::Cc) => {
+            let written = d.file.clone().ok_or_else(|| {
+                format!("`dataset.file` is required for reader {}", reader.name())
+            })?;
             let file = d.resolve(&written);
             if !file.is_file() {
                 return Err(format!(
@@ -65,7 +64,7 @@ pub fn list(d: &DatasetSpec, subset_seed: u64) -> Result<Vec<Listed>, String> {
                 Some(r) => d.resolve(r),
                 None => file.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
             };
-            let rows = if reader == "mscxr" {
+            let rows = if reader == Reader::Mscxr {
                 mscxr::read(&file, &root)
             } else {
                 cc::CcReader {

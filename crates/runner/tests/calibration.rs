@@ -25,7 +25,7 @@ fn oracle_beats_random_beats_inverted_oracle_on_confidence_drop() {
     tch::set_num_threads(1);
     let ck = Checkpoint::load(&model_dir(), Device::Cpu).unwrap();
     let spec = DatasetSpec {
-        reader: "shapes".into(),
+        reader: m2ib_runner::experiment::Reader::Shapes,
         split: "tune".into(),
         n: 24,
         seed: 5,

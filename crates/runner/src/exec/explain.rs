@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use tch::Tensor;
 
 /// The metrics an explain job scores, in row order.
-fn metric_list(exp: &crate::experiment::Experiment) -> anyhow::Result<Vec<Metric>> {
+fn metric_list(exp: &crate::experiment::Experiment) -> Vec<Metric> {
     let m = &exp.metrics;
     Metric::list(
         &m.localization,
@@ -25,7 +25,6 @@ fn metric_list(exp: &crate::experiment::Experiment) -> anyhow::Result<Vec<Metric
         &m.image_confidence,
         m.intervention,
     )
-    .map_err(anyhow::Error::msg)
 }
 
 /// Rows of one explain job; also returns the number of samples that failed.
@@ -37,7 +36,7 @@ pub fn explain_job(
     base: &Row,
 ) -> anyhow::Result<(Vec<Row>, usize)> {
     let exp = ctx.exp;
-    let metrics = metric_list(exp)?;
+    let metrics = metric_list(exp);
     let chunk = prepare_chunk(exp, ck, job, &ctx.listed[job.repeat]);
     let mut rows = vec![];
     let error_rows = |rows: &mut Vec<Row>, id: &str, seed: u64, err: &str| {

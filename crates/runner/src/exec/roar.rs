@@ -10,7 +10,7 @@ use crate::samples::{batch_of, prepare_chunk, Chunk, Listed};
 use crate::seeds::roar_seed;
 use anyhow::Context;
 use m2ib_attribution::perturb::content_of;
-use m2ib_attribution::Attribution;
+use m2ib_attribution::{Attribution, Modality};
 use m2ib_clip::Checkpoint;
 use m2ib_metrics::roar::{roar_clean, roar_degraded, CleanLoss, RoarConfig, RoarData, RoarMaps};
 use tch::Tensor;
@@ -138,7 +138,7 @@ pub fn roar_job(
     let fail = |reason: String| -> Vec<Row> {
         spec.modalities
             .iter()
-            .map(|m| error_row(m, reason.clone()))
+            .map(|m| error_row(m.name(), reason.clone()))
             .collect()
     };
     for dep in &job.deps {
@@ -190,8 +190,8 @@ pub fn roar_job(
     let data = roar_data(ck, &chunk, &roar_val_pairs(ctx, ck, job));
     let cfg = roar_config(ctx, job.repeat);
     let mut rows = vec![];
-    for m in &spec.modalities {
-        let maps = if m == "image" {
+    for &m in &spec.modalities {
+        let maps = if m == Modality::Image {
             RoarMaps {
                 image: Some(Tensor::stack(
                     &atts
@@ -209,7 +209,7 @@ pub fn roar_job(
             }
         };
         match roar_degraded(&|| Ok(ck.model.try_clone()?), &data, &maps, &cfg, &clean) {
-            Err(e) => rows.push(error_row(m, e.to_string())),
+            Err(e) => rows.push(error_row(m.name(), e.to_string())),
             Ok(reps) => {
                 for r in reps {
                     let score = if r.l_clean < m2ib_metrics::roar::MIN_CLEAN_LOSS {
@@ -237,7 +237,7 @@ pub fn roar_job(
                             metric_variant: v,
                             ..b.clone()
                         };
-                        rows.push(value_row(&b, &params, m, value));
+                        rows.push(value_row(&b, &params, m.name(), value));
                     }
                 }
             }
