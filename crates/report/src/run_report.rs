@@ -77,7 +77,7 @@ pub fn write_run_report(
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let notes = format!(
-        "{} result rows. Each cell: mean over repeats ± standard error across repeat means (± per-sample standard error; n used / n total samples, R repeats). Bold: best per column (lowest for drop).",
+        "{} result rows. Each cell: mean over repeats ± standard error across repeat means (± per-sample standard error; n used / n total samples, R repeats). Bold: the best method per column (lowest for drop; not oracle or random, which frame the table).",
         df.height()
     );
     crate::html::write_index(dir, &name, &sections, &notes)?;

@@ -165,7 +165,12 @@ pub fn fmt3(x: f64) -> String {
     }
 }
 
-/// Markdown and CSV renderings; the best mean per column is bold in Markdown.
+/// The calibration rows' labels (m2ib-metrics' `Reference` names; this crate depends on no m2ib
+/// crate). They frame a table; they are not candidates for "best".
+pub const REFERENCE_ROWS: [&str; 2] = ["oracle", "random"];
+
+/// Markdown and CSV renderings; the best method's mean per column is bold in Markdown (not a
+/// calibration row's, and nothing where every method scores the same).
 pub fn render(t: &Table) -> (String, String) {
     let cols: Vec<(String, String, String)> = {
         let mut c: Vec<_> = t.values().flat_map(|r| r.keys().cloned()).collect();
@@ -176,15 +181,20 @@ pub fn render(t: &Table) -> (String, String) {
     let best: Vec<f64> = cols
         .iter()
         .map(|c| {
-            let vals = t
-                .values()
-                .filter_map(|r| r.get(c))
+            let vals: Vec<f64> = t
+                .iter()
+                .filter(|((label, _), _)| !REFERENCE_ROWS.contains(&label.as_str()))
+                .filter_map(|(_, r)| r.get(c))
                 .map(|x| x.mean)
-                .filter(|m| m.is_finite());
+                .filter(|m| m.is_finite())
+                .collect();
+            if vals.iter().all(|&v| v == vals[0]) {
+                return f64::NAN; // no method is better than another here
+            }
             if higher_is_better(&c.1) {
-                vals.fold(f64::NEG_INFINITY, f64::max)
+                vals.iter().copied().fold(f64::NEG_INFINITY, f64::max)
             } else {
-                vals.fold(f64::INFINITY, f64::min)
+                vals.iter().copied().fold(f64::INFINITY, f64::min)
             }
         })
         .collect();
@@ -222,7 +232,7 @@ pub fn render(t: &Table) -> (String, String) {
                         x.n_total,
                         x.repeats
                     );
-                    md += &if x.mean == *b {
+                    md += &if x.mean == *b && !REFERENCE_ROWS.contains(&m.as_str()) {
                         format!(" **{v}** |")
                     } else {
                         format!(" {v} |")
@@ -247,4 +257,54 @@ pub fn render(t: &Table) -> (String, String) {
         md += "\n";
     }
     (md, csv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(mean: f64) -> Cell {
+        Cell {
+            mean,
+            se_repeats: f64::NAN,
+            se_samples: 0.0,
+            n_used: 1,
+            n_total: 1,
+            repeats: 1,
+        }
+    }
+
+    /// The oracle's perfect score is not "best"; a column where every method ties has no bold.
+    #[test]
+    fn bold_marks_the_best_method_not_a_calibration_row() {
+        let mut t = Table::new();
+        for (label, iou, loss) in [
+            ("oracle", 1.0, 0.7),
+            ("random", 0.1, 0.7),
+            ("a", 0.3, 0.7),
+            ("b", 0.5, 0.7),
+        ] {
+            let mut r = BTreeMap::new();
+            r.insert(
+                ("image".into(), "localization_iou".into(), "value".into()),
+                cell(iou),
+            );
+            r.insert(
+                ("image".into(), "roar_loss".into(), "clean".into()),
+                cell(loss),
+            );
+            t.insert((label.to_string(), "{}".to_string()), r);
+        }
+        let (md, _) = render(&t);
+        let line = |l: &str| {
+            md.lines()
+                .find(|x| x.starts_with(&format!("| {l} |")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(line("b").contains("**0.500"), "{md}");
+        assert!(!line("oracle").contains("**"), "{md}");
+        assert!(!line("a").contains("**"), "{md}");
+        assert!(!md.contains("**0.700"), "{md}");
+    }
 }
