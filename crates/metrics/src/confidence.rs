@@ -31,10 +31,11 @@ impl TextProtocol {
         }
     }
 
+    /// Every variant, in the order error messages list them.
+    pub const ALL: [TextProtocol; 2] = [TextProtocol::Official, TextProtocol::Padded];
+
     pub fn from_name(s: &str) -> Option<TextProtocol> {
-        [TextProtocol::Official, TextProtocol::Padded]
-            .into_iter()
-            .find(|p| p.name() == s)
+        TextProtocol::ALL.into_iter().find(|p| p.name() == s)
     }
 }
 

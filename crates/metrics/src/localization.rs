@@ -22,10 +22,11 @@ impl Threshold {
         }
     }
 
+    /// Every variant, in the order error messages list them.
+    pub const ALL: [Threshold; 2] = [Threshold::Value, Threshold::Percentile];
+
     pub fn from_name(s: &str) -> Option<Threshold> {
-        [Threshold::Value, Threshold::Percentile]
-            .into_iter()
-            .find(|t| t.name() == s)
+        Threshold::ALL.into_iter().find(|t| t.name() == s)
     }
 }
 

@@ -23,10 +23,11 @@ impl ImageProtocol {
         }
     }
 
+    /// Every variant, in the order error messages list them.
+    pub const ALL: [ImageProtocol; 2] = [ImageProtocol::WholeMap, ImageProtocol::KeepTop25];
+
     pub fn from_name(s: &str) -> Option<ImageProtocol> {
-        [ImageProtocol::WholeMap, ImageProtocol::KeepTop25]
-            .into_iter()
-            .find(|p| p.name() == s)
+        ImageProtocol::ALL.into_iter().find(|p| p.name() == s)
     }
 }
 
@@ -163,13 +164,13 @@ mod tests {
     /// The TOML names are the row names (serde and `name` agree).
     #[test]
     fn serde_names_are_the_row_names() {
-        for p in [ImageProtocol::WholeMap, ImageProtocol::KeepTop25] {
+        for p in ImageProtocol::ALL {
             assert_eq!(serde_json::to_value(p).unwrap(), p.name());
         }
-        for p in [TextProtocol::Official, TextProtocol::Padded] {
+        for p in TextProtocol::ALL {
             assert_eq!(serde_json::to_value(p).unwrap(), p.name());
         }
-        for t in [Threshold::Value, Threshold::Percentile] {
+        for t in Threshold::ALL {
             assert_eq!(serde_json::to_value(t).unwrap(), t.name());
         }
     }

@@ -22,7 +22,8 @@ pub fn localization_iou(
 ) -> PyResult<f64> {
     let mode = Threshold::from_name(threshold).ok_or_else(|| {
         err(format!(
-            "threshold {threshold:?}; allowed: value, percentile"
+            "threshold {threshold:?}; allowed: {}",
+            Threshold::ALL.map(Threshold::name).join(", ")
         ))
     })?;
     let (h, w) = (image_map.shape()[0], image_map.shape()[1]);

@@ -394,7 +394,8 @@ impl Model {
         let image = Image::extract(&image)?;
         let protocol = ImageProtocol::from_name(protocol).ok_or_else(|| {
             invalid(format!(
-                "image protocol {protocol:?}; allowed: whole-map, keep-top25"
+                "image protocol {protocol:?}; allowed: {}",
+                ImageProtocol::ALL.map(ImageProtocol::name).join(", ")
             ))
         })?;
         let shape = [image_map.shape()[0] as i64, image_map.shape()[1] as i64];
@@ -434,7 +435,8 @@ impl Model {
         let image = Image::extract(&image)?;
         let protocol = TextProtocol::from_name(protocol).ok_or_else(|| {
             invalid(format!(
-                "text protocol {protocol:?}; allowed: official, padded"
+                "text protocol {protocol:?}; allowed: {}",
+                TextProtocol::ALL.map(TextProtocol::name).join(", ")
             ))
         })?;
         let scores: Vec<f32> = token_scores.as_array().iter().copied().collect();

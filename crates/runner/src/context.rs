@@ -40,7 +40,7 @@ impl<'a> RunContext<'a> {
             // Only the repeats ROAR+ runs on (`metrics.roar.repeats`); the others stay empty.
             Some(r) => (0..exp.repeats)
                 .map(|k| {
-                    if k >= r.repeats.unwrap_or(exp.repeats) {
+                    if !r.runs_on(k, exp.repeats) {
                         return Ok(vec![]);
                     }
                     list(&r.dataset(&exp.dataset), split_seed(exp.dataset.seed, k)).map(|l| {

@@ -272,6 +272,11 @@ impl RoarSpec {
         }
     }
 
+    /// Whether ROAR+ runs on this repeat of an experiment with `experiment_repeats` (`repeats`).
+    pub fn runs_on(&self, repeat: usize, experiment_repeats: usize) -> bool {
+        repeat < self.repeats.unwrap_or(experiment_repeats)
+    }
+
     pub fn config(&self, seed: u64) -> m2ib_metrics::roar::RoarConfig {
         m2ib_metrics::roar::RoarConfig {
             fraction: self.fraction,

@@ -102,7 +102,7 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
             .metrics
             .roar
             .as_ref()
-            .filter(|spec| repeat < spec.repeats.unwrap_or(exp.repeats))
+            .filter(|spec| spec.runs_on(repeat, exp.repeats))
             .map(|spec| {
                 let ds = dataset_key(&spec.dataset(&exp.dataset));
                 // `repeats` says which jobs exist, not what one computes: not part of the ids.
