@@ -1,7 +1,7 @@
 //! An experiment resolved against its model and expanded into jobs (DESIGN.md "Runner and
 //! results"). job_id = hash(weights, dataset + subset, method, canonical params, metric options,
 //! repeat, chunk): device and git revision are not in it.
-use crate::experiment::{Cell, DatasetSpec, Experiment, RoarSpec};
+use crate::experiment::{Cell, DatasetSpec, Experiment, ImageTarget, Reader, RoarSpec};
 use crate::seeds::{canonical, id_of};
 use anyhow::Context;
 use m2ib_clip::ClipConfig;
@@ -92,6 +92,17 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
     }
     if exp.metrics.image_confidence != [m2ib_metrics::metric::ImageProtocol::WholeMap] {
         metrics["image_confidence"] = serde_json::json!(exp.metrics.image_confidence);
+    }
+    // Only where it changes a value (image perturbations scored on captions naming an absent
+    // object), so that other ids stay.
+    let (d, m) = (&exp.dataset, &exp.metrics);
+    let perturbs_images = !m.confidence.is_empty() || m.intervention;
+    if m.image_target == ImageTarget::Present
+        && perturbs_images
+        && d.reader == Reader::Shapes
+        && d.absent
+    {
+        metrics["image_target"] = serde_json::json!(exp.metrics.image_target);
     }
     let dataset = dataset_key(&exp.dataset);
     let mut out = vec![];
@@ -349,5 +360,39 @@ mod tests {
         let without = Experiment::parse(&src.replace("repeats = 1\n", ""), "t.toml").unwrap();
         let all = jobs(&without, "w", 4);
         assert_eq!(all.iter().filter(|j| j.kind == JobKind::Roar).count(), 3);
+    }
+
+    /// `metrics.image_target` enters the ids only where it changes a value: shapes captions that
+    /// name an absent object, scored against their true part.
+    #[test]
+    fn image_target_changes_ids_only_where_it_changes_values() {
+        let ids = |absent: bool, target: &str| {
+            let src = format!("name = \"t\"\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\nabsent = {absent}\n[methods.saliency]\n[metrics]\nconfidence = [\"official\"]\n{target}");
+            let exp = Experiment::parse(&src, "t.toml").unwrap();
+            jobs(&exp, "w", 4)
+                .into_iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        };
+        let caption = "image_target = \"caption\"\n";
+        let present = "image_target = \"present\"\n";
+        assert_eq!(ids(false, ""), ids(false, caption));
+        assert_eq!(ids(false, ""), ids(false, present));
+        assert_eq!(ids(true, ""), ids(true, present), "present is the default");
+        assert_ne!(ids(true, ""), ids(true, caption));
+        assert_ne!(
+            ids(true, caption),
+            ids(false, caption),
+            "the dataset is in the id"
+        );
+        let no_perturbation = |target: &str| {
+            let src = format!("name = \"t\"\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\nabsent = true\n[methods.saliency]\n[metrics]\nlocalization = [\"value\"]\n{target}");
+            let exp = Experiment::parse(&src, "t.toml").unwrap();
+            jobs(&exp, "w", 4)
+                .into_iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(no_perturbation(""), no_perturbation(caption));
     }
 }

@@ -14,6 +14,10 @@ use tch::Tensor;
 /// `Sample::extra` key of a shapes scene's generator coordinates: `stream:split:index:absent`.
 pub const SCENE_KEY: &str = "shapes_scene";
 
+/// `Sample::extra` key of a shapes caption's true part: the caption without the phrase that names
+/// an absent object (absent variant only), what image perturbations are scored against.
+pub const PRESENT_CAPTION_KEY: &str = "present_caption";
+
 /// A sample or the reason it could not be read.
 pub type Listed = Result<Sample, (String, String)>;
 
@@ -29,6 +33,10 @@ pub fn list(d: &DatasetSpec, subset_seed: u64) -> Result<Vec<Listed>, String> {
                     let s = generate(stream, split, i, d.absent);
                     let mut extra = std::collections::BTreeMap::new();
                     extra.insert("present_words".into(), s.present_words().join(" "));
+                    let absent_phrase = s.phrases().iter().position(|(_, o)| o.is_none());
+                    if let Some(c) = absent_phrase.and_then(|k| s.caption_without(k)) {
+                        extra.insert(PRESENT_CAPTION_KEY.into(), c);
+                    }
                     // Enough to re-render the scene without one object (intervention metric).
                     extra.insert(
                         SCENE_KEY.into(),
@@ -127,6 +135,8 @@ pub struct Prepared {
     pub present: Option<Vec<bool>>,
     /// Shapes scenes, when the experiment scores interventions.
     pub interventions: Option<Interventions>,
+    /// The ids of the caption without its absent-object phrase (`PRESENT_CAPTION_KEY`).
+    pub present_caption: Option<Vec<i64>>,
 }
 
 /// A shapes scene's one-object interventions, ready for the model.
@@ -228,6 +238,7 @@ pub struct PreparedCpu {
     boxes: Option<Vec<[f64; 4]>>,
     present: Option<Vec<bool>>,
     interventions: Option<InterventionsCpu>,
+    present_caption: Option<Vec<i64>>,
 }
 
 impl PreparedCpu {
@@ -248,6 +259,7 @@ impl PreparedCpu {
             encoded: self.encoded,
             boxes: self.boxes,
             present: self.present,
+            present_caption: self.present_caption,
         }
     }
 }
@@ -290,6 +302,12 @@ pub fn prepare_cpu(
     } else {
         None
     };
+    let present_caption = s
+        .extra
+        .get(PRESENT_CAPTION_KEY)
+        .map(|c| tok.encode(c).map(|e| e.ids))
+        .transpose()
+        .map_err(|e| format!("{PRESENT_CAPTION_KEY}: {e}"))?;
     Ok(PreparedCpu {
         id: s.id.clone(),
         crop,
@@ -297,6 +315,7 @@ pub fn prepare_cpu(
         boxes,
         present,
         interventions,
+        present_caption,
     })
 }
 
@@ -344,4 +363,42 @@ pub fn batch_of(ck: &Checkpoint, prepared: &[(Prepared, u64)]) -> Batch {
         .collect();
     let enc: Vec<_> = prepared.iter().map(|(p, _)| p.encoded.clone()).collect();
     Batch::new(ck, &px, &enc, prepared.iter().map(|(_, s)| *s).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shapes caption naming an absent object carries its true part: the caption without that
+    /// phrase, every present word kept; scenes without an absent phrase carry none.
+    #[test]
+    fn absent_captions_carry_their_present_part() {
+        let spec = |absent: bool| DatasetSpec {
+            reader: Reader::Shapes,
+            split: "tune".into(),
+            n: 16,
+            seed: 3,
+            absent,
+            file: None,
+            image_root: None,
+            base: Default::default(),
+        };
+        for s in list(&spec(true), 0).unwrap() {
+            let s = s.unwrap();
+            let present = &s.extra[PRESENT_CAPTION_KEY];
+            let phrases: Vec<&str> = s.caption.split(" and ").collect();
+            let kept: Vec<&str> = present.split(" and ").collect();
+            assert_eq!(kept.len() + 1, phrases.len(), "{} -> {present}", s.caption);
+            assert!(kept.iter().all(|p| phrases.contains(p)));
+            for w in s.extra["present_words"].split(' ') {
+                assert!(present.split(' ').any(|x| x == w), "{w} in {present}");
+            }
+        }
+        let listed = list(&spec(false), 0).unwrap();
+        assert!(listed.iter().all(|s| !s
+            .as_ref()
+            .unwrap()
+            .extra
+            .contains_key(PRESENT_CAPTION_KEY)));
+    }
 }

@@ -2,6 +2,7 @@
 //! per-sample metrics (localization, confidence drop / increase, intervention) from those maps.
 use crate::cache::{maps_of, Source};
 use crate::context::RunContext;
+use crate::experiment::ImageTarget;
 use crate::plan::Job;
 use crate::rows::{value_row, Row};
 use crate::samples::{batch_of, prepare_chunk, Prepared};
@@ -70,6 +71,7 @@ pub fn explain_job(
         }
     };
     let (img_e, txt_e) = batch.clean_embeddings(&ck.model);
+    let target_e = image_targets(ck, &chunk.prepared, &txt_e, exp.metrics.image_target);
     for (k, ((p, seed), a)) in chunk.prepared.iter().zip(&atts).enumerate() {
         let mut sample_rows = vec![];
         let r = sample_metrics(
@@ -79,7 +81,7 @@ pub fn explain_job(
             &batch,
             k,
             &img_e,
-            &txt_e,
+            &target_e,
             &metrics,
             &mut sample_rows,
         );
@@ -104,6 +106,34 @@ pub fn explain_job(
 
 type MetricRow = (Metric, Result<f64, String>);
 
+/// Per sample, the text embedding its image perturbations are scored against
+/// (`metrics.image_target`): the caption's own, or its true part's where it names an absent
+/// object (the other rows are `txt_e`'s, unchanged).
+fn image_targets(
+    ck: &Checkpoint,
+    prepared: &[(Prepared, u64)],
+    txt_e: &Tensor,
+    target: ImageTarget,
+) -> Tensor {
+    let present: Vec<(usize, &Vec<i64>)> = prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (p, _))| p.present_caption.as_ref().map(|ids| (k, ids)))
+        .collect();
+    if target == ImageTarget::Caption || present.is_empty() {
+        return txt_e.shallow_clone();
+    }
+    let t = &ck.tokenizer;
+    let rows: Vec<Vec<i64>> = present.iter().map(|(_, ids)| (*ids).clone()).collect();
+    let input = text_input(&rows, t.pad_id, t.end_id, ck.pooling).to_device(ck.model.device());
+    let e = tch::no_grad(|| ck.model.text_features(&input));
+    let out = txt_e.copy();
+    for (j, (k, _)) in present.iter().enumerate() {
+        out.get(*k as i64).copy_(&e.get(j as i64));
+    }
+    out
+}
+
 #[allow(clippy::too_many_arguments)]
 fn sample_metrics(
     ck: &Checkpoint,
@@ -112,7 +142,7 @@ fn sample_metrics(
     batch: &Batch,
     k: usize,
     img_e: &Tensor,
-    txt_e: &Tensor,
+    target_e: &Tensor,
     metrics: &[Metric],
     out: &mut Vec<MetricRow>,
 ) -> Result<(), String> {
@@ -138,7 +168,7 @@ fn sample_metrics(
             ImageProtocol::KeepTop25 => keep_top(image, 0.25).map_err(|e| e.to_string())?,
             ImageProtocol::WholeMap => image.shallow_clone(),
         };
-        image_change(&ck.model, &p.pixels, &map, &txt_e.get(k as i64)).map_err(|e| e.to_string())
+        image_change(&ck.model, &p.pixels, &map, &target_e.get(k as i64)).map_err(|e| e.to_string())
     };
     let by_direction = |c: Change, d: Direction| match d {
         Direction::Drop => c.drop(),
@@ -171,7 +201,7 @@ fn sample_metrics(
                     &ck.model,
                     &p.pixels,
                     &iv.images,
-                    &txt_e.get(k as i64),
+                    &target_e.get(k as i64),
                 )
                 .and_then(|imp| {
                     let map = &flat.as_ref().expect("image map").0;
