@@ -16,8 +16,8 @@ pub enum Activation {
     Relu,
 }
 
-impl Activation {
-    pub fn forward(self, x: &tch::Tensor) -> tch::Tensor {
+impl tch::nn::Module for Activation {
+    fn forward(&self, x: &tch::Tensor) -> tch::Tensor {
         match self {
             // x * sigmoid(1.702 x), OpenAI's approximation (HF `QuickGELUActivation`).
             Activation::QuickGelu => x * (x * 1.702).sigmoid(),

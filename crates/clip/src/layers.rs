@@ -9,9 +9,11 @@ pub const NO_DECAY: usize = 1;
 /// Optimizer group of the learnt temperature (no decay, its own learning rate).
 pub const LOGIT_SCALE_GROUP: usize = 2;
 use std::ops::Range;
-use tch::nn::{Init, Path};
+use tch::nn::{Init, Module, Path};
 use tch::{Kind, Tensor};
 
+/// One-tensor layers are `tch::nn::Module`s, so a forward chains (`x.apply(&fc1).apply(&act)`).
+#[derive(Debug)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
@@ -27,11 +29,15 @@ impl Linear {
             }),
         }
     }
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
 }
 
+#[derive(Debug)]
 pub struct LayerNorm {
     pub weight: Tensor,
     pub bias: Tensor,
@@ -49,7 +55,10 @@ impl LayerNorm {
             dim,
         }
     }
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
         x.layer_norm(
             [self.dim],
             Some(&self.weight),
@@ -122,6 +131,7 @@ impl Attention {
     }
 }
 
+#[derive(Debug)]
 pub(crate) struct Mlp {
     fc1: Linear,
     fc2: Linear,
@@ -136,8 +146,11 @@ impl Mlp {
             act,
         }
     }
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.fc2.forward(&self.act.forward(&self.fc1.forward(x)))
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.fc1).apply(&self.act).apply(&self.fc2)
     }
 }
 

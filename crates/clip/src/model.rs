@@ -8,7 +8,7 @@ use crate::text::{TextInput, TextTower};
 use crate::vision::VisionTower;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tch::nn::{Init, VarStore};
+use tch::nn::{Init, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
 pub struct ClipModel {

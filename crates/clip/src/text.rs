@@ -3,7 +3,7 @@
 //! per-row `pool_index` (DESIGN.md "Model": perturbations never move it implicitly).
 use crate::config::TextConfig;
 use crate::layers::{Encoder, LayerNorm, Trace, TraceRequest};
-use tch::nn::{Init, Path};
+use tch::nn::{Init, Module, Path};
 use tch::{Kind, Tensor};
 
 /// A padded batch of token ids with what the tower needs besides them.

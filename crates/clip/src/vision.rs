@@ -2,7 +2,7 @@
 //! token + positions, `pre_layrnorm` (sic), encoder, `post_layernorm` on the class token.
 use crate::config::VisionConfig;
 use crate::layers::{Encoder, LayerNorm, Trace, TraceRequest};
-use tch::nn::{Init, Path};
+use tch::nn::{Init, Module, Path};
 use tch::Tensor;
 
 pub struct VisionTower {

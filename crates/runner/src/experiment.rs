@@ -159,7 +159,7 @@ impl Reader {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSpec {
     /// Threshold modes: "value", "percentile".

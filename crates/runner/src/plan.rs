@@ -96,7 +96,8 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
     // Only where it changes a value (image perturbations scored on captions naming an absent
     // object), so that other ids stay.
     let (d, m) = (&exp.dataset, &exp.metrics);
-    let perturbs_images = !m.confidence.is_empty() || m.intervention;
+    let perturbs_images =
+        (!m.confidence.is_empty() && !m.image_confidence.is_empty()) || m.intervention;
     if m.image_target == ImageTarget::Present
         && perturbs_images
         && d.reader == Reader::Shapes

@@ -33,14 +33,24 @@ pub struct RunSummary {
     pub failed_samples: usize,
 }
 
+/// The checkout's commit, with `+dirty` when tracked files differ from it (the rows were then
+/// computed by code no commit holds).
 fn git_revision() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=12", "HEAD"]) {
+        None => "unknown".into(),
+        Some(rev) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{rev}+dirty"),
+            _ => rev,
+        },
+    }
 }
 
 /// `run.json`: what ran (the experiment's text, revision, devices, resolved settings and where
@@ -66,7 +76,7 @@ fn write_run_info(
             },
             "selected_settings": exp.include.as_ref().and_then(|p| std::fs::read_to_string(p).ok()),
             "model_defaults": plan.defaults.origin, "settings_sources": plan.settings_sources,
-            "resolved_methods": exp.methods,
+            "resolved_methods": exp.methods, "resolved_metrics": exp.metrics,
         }))?
         .as_bytes(),
     )?;

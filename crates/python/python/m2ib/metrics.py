@@ -46,7 +46,9 @@ def confidence(
     pixels x map, and ``keep-top25``), or ``token_scores`` one per token, start and end included
     (protocols ``padded``, the default, and ``official``). Returns ``before``, ``after``,
     ``drop`` (percentage points, 0 when the cosine rose) and ``increase`` (100 or 0), the values
-    the runner's rows hold for one sample."""
+    the runner's rows hold for one sample. The cosine is taken against ``text``; the runner scores
+    image perturbations of a shapes caption that names an absent object against the caption
+    without that phrase (``[metrics] image_target``), so pass that caption to match its rows."""
     if (image_map is None) == (token_scores is None):
         raise _m2ib.Error("give exactly one of image_map and token_scores")
     inner = model._inner
