@@ -67,3 +67,8 @@ pub fn compute<T: Send>(
 pub fn invalid(message: impl Into<String>) -> PyErr {
     Error::new_err(message.into())
 }
+
+/// The error for a name outside a closed set (`from_name` gave None), listing the allowed names.
+pub fn not_one_of<const N: usize>(what: &str, given: &str, allowed: [&str; N]) -> PyErr {
+    invalid(format!("{what} {given:?}; allowed: {}", allowed.join(", ")))
+}

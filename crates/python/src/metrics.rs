@@ -1,6 +1,6 @@
 //! The metrics that need no model, on the caller's own maps, normalised as the runner does
 //! before scoring (min-max; a constant map is an error, as it is a `degenerate_map` row there).
-use crate::errors::{compute, invalid};
+use crate::errors::{compute, invalid, not_one_of};
 use m2ib_attribution::{normalize_image, normalize_text};
 use m2ib_metrics::localization::{iou, Threshold};
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -20,12 +20,8 @@ pub fn localization_iou(
     boxes: Vec<[f64; 4]>,
     threshold: &str,
 ) -> PyResult<f64> {
-    let mode = Threshold::from_name(threshold).ok_or_else(|| {
-        err(format!(
-            "threshold {threshold:?}; allowed: {}",
-            Threshold::ALL.map(Threshold::name).join(", ")
-        ))
-    })?;
+    let mode = Threshold::from_name(threshold)
+        .ok_or_else(|| not_one_of("threshold", threshold, Threshold::ALL.map(Threshold::name)))?;
     let (h, w) = (image_map.shape()[0], image_map.shape()[1]);
     let flat: Vec<f32> = image_map.as_array().iter().copied().collect();
     compute(py, || {

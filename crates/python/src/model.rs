@@ -2,7 +2,7 @@
 //! (as `m2ib attribute` computes them), embeddings (as `m2ib embed`), and the confidence metrics
 //! on the caller's own maps (as the runner scores them).
 use crate::convert::{json, settings as settings_of, Image};
-use crate::errors::{about, compute, invalid};
+use crate::errors::{about, compute, invalid, not_one_of};
 use anyhow::Context;
 use m2ib_attribution::normalize::for_display;
 use m2ib_attribution::{normalize_image, normalize_text, Attribution, Batch};
@@ -393,10 +393,11 @@ impl Model {
     ) -> PyResult<(f64, f64, f64, f64)> {
         let image = Image::extract(&image)?;
         let protocol = ImageProtocol::from_name(protocol).ok_or_else(|| {
-            invalid(format!(
-                "image protocol {protocol:?}; allowed: {}",
-                ImageProtocol::ALL.map(ImageProtocol::name).join(", ")
-            ))
+            not_one_of(
+                "image protocol",
+                protocol,
+                ImageProtocol::ALL.map(ImageProtocol::name),
+            )
         })?;
         let shape = [image_map.shape()[0] as i64, image_map.shape()[1] as i64];
         let map: Vec<f32> = image_map.as_array().iter().copied().collect();
@@ -434,10 +435,11 @@ impl Model {
     ) -> PyResult<(f64, f64, f64, f64)> {
         let image = Image::extract(&image)?;
         let protocol = TextProtocol::from_name(protocol).ok_or_else(|| {
-            invalid(format!(
-                "text protocol {protocol:?}; allowed: {}",
-                TextProtocol::ALL.map(TextProtocol::name).join(", ")
-            ))
+            not_one_of(
+                "text protocol",
+                protocol,
+                TextProtocol::ALL.map(TextProtocol::name),
+            )
         })?;
         let scores: Vec<f32> = token_scores.as_array().iter().copied().collect();
         let c = compute(py, || {

@@ -201,6 +201,13 @@ pub enum ImageTarget {
     Caption,
 }
 
+impl MetricsSpec {
+    /// Whether any asked-for metric perturbs the image and so reads `image_target`.
+    pub fn perturbs_images(&self) -> bool {
+        (!self.confidence.is_empty() && !self.image_confidence.is_empty()) || self.intervention
+    }
+}
+
 impl Default for MetricsSpec {
     fn default() -> Self {
         MetricsSpec {

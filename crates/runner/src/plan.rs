@@ -96,10 +96,8 @@ pub fn jobs(exp: &Experiment, weights_hash: &str, n_samples: usize) -> Vec<Job> 
     // Only where it changes a value (image perturbations scored on captions naming an absent
     // object), so that other ids stay.
     let (d, m) = (&exp.dataset, &exp.metrics);
-    let perturbs_images =
-        (!m.confidence.is_empty() && !m.image_confidence.is_empty()) || m.intervention;
     if m.image_target == ImageTarget::Present
-        && perturbs_images
+        && m.perturbs_images()
         && d.reader == Reader::Shapes
         && d.absent
     {
@@ -367,14 +365,16 @@ mod tests {
     /// name an absent object, scored against their true part.
     #[test]
     fn image_target_changes_ids_only_where_it_changes_values() {
-        let ids = |absent: bool, target: &str| {
-            let src = format!("name = \"t\"\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\nabsent = {absent}\n[methods.saliency]\n[metrics]\nconfidence = [\"official\"]\n{target}");
+        let ids_of = |absent: bool, metrics: &str, target: &str| {
+            let src = format!("name = \"t\"\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\nabsent = {absent}\n[methods.saliency]\n[metrics]\n{metrics}\n{target}");
             let exp = Experiment::parse(&src, "t.toml").unwrap();
             jobs(&exp, "w", 4)
                 .into_iter()
                 .map(|j| j.id)
                 .collect::<Vec<_>>()
         };
+        let ids =
+            |absent: bool, target: &str| ids_of(absent, "confidence = [\"official\"]", target);
         let caption = "image_target = \"caption\"\n";
         let present = "image_target = \"present\"\n";
         assert_eq!(ids(false, ""), ids(false, caption));
@@ -386,14 +386,7 @@ mod tests {
             ids(false, caption),
             "the dataset is in the id"
         );
-        let no_perturbation = |target: &str| {
-            let src = format!("name = \"t\"\n[model]\nname = \"m\"\npath = \"x\"\n[dataset]\nreader = \"shapes\"\nn = 4\nabsent = true\n[methods.saliency]\n[metrics]\nlocalization = [\"value\"]\n{target}");
-            let exp = Experiment::parse(&src, "t.toml").unwrap();
-            jobs(&exp, "w", 4)
-                .into_iter()
-                .map(|j| j.id)
-                .collect::<Vec<_>>()
-        };
+        let no_perturbation = |target: &str| ids_of(true, "localization = [\"value\"]", target);
         assert_eq!(no_perturbation(""), no_perturbation(caption));
     }
 }

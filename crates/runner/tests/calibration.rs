@@ -13,6 +13,20 @@ use tch::{Device, Tensor};
 
 use m2ib_testkit::tiny_model as model_dir;
 
+/// `n` generated scenes of the tune split.
+fn tune_scenes(n: usize, seed: u64, absent: bool) -> DatasetSpec {
+    DatasetSpec {
+        reader: m2ib_runner::experiment::Reader::Shapes,
+        split: "tune".into(),
+        n,
+        seed,
+        absent,
+        file: None,
+        image_root: None,
+        base: Default::default(),
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Map {
     Oracle,
@@ -24,16 +38,7 @@ enum Map {
 fn oracle_beats_random_beats_inverted_oracle_on_confidence_drop() {
     tch::set_num_threads(1);
     let ck = Checkpoint::load(&model_dir(), Device::Cpu).unwrap();
-    let spec = DatasetSpec {
-        reader: m2ib_runner::experiment::Reader::Shapes,
-        split: "tune".into(),
-        n: 24,
-        seed: 5,
-        absent: false,
-        file: None,
-        image_root: None,
-        base: Default::default(),
-    };
+    let spec = tune_scenes(24, 5, false);
     let kinds = [Map::Oracle, Map::Random, Map::Inverted];
     let mut image_drop = [0.0f64; 3];
     let mut text_drop = [0.0f64; 3];
@@ -136,16 +141,7 @@ fn keep_top25_oracle_tie_breaks_on_tune() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let spec = DatasetSpec {
-        reader: m2ib_runner::experiment::Reader::Shapes,
-        split: "tune".into(),
-        n: n_scenes,
-        seed: 11,
-        absent: std::env::var("ABSENT").is_ok(),
-        file: None,
-        image_root: None,
-        base: Default::default(),
-    };
+    let spec = tune_scenes(n_scenes, 11, std::env::var("ABSENT").is_ok());
     let names = [
         "oracle-pixel",
         "oracle-smooth",

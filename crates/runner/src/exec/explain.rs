@@ -71,7 +71,13 @@ pub fn explain_job(
         }
     };
     let (img_e, txt_e) = batch.clean_embeddings(&ck.model);
-    let target_e = image_targets(ck, &chunk.prepared, &txt_e, exp.metrics.image_target);
+    // Without an image perturbation nothing reads the target: no text forward for it.
+    let target = if exp.metrics.perturbs_images() {
+        exp.metrics.image_target
+    } else {
+        ImageTarget::Caption
+    };
+    let target_e = image_targets(ck, &chunk.prepared, &txt_e, target);
     for (k, ((p, seed), a)) in chunk.prepared.iter().zip(&atts).enumerate() {
         let mut sample_rows = vec![];
         let r = sample_metrics(
